@@ -1,0 +1,17 @@
+"""sklearn-ood: out-of-distribution and anomaly detection with a scikit-learn API.
+
+Every detector follows scikit-learn's outlier contract (see
+:mod:`sklearn_ood._base`): ``score_samples`` higher = more normal,
+``decision_function = score_samples - offset_``, ``predict`` in {+1, -1}.
+"""
+
+from ._base import AUTO_CONTAMINATION
+from ._mahalanobis import MahalanobisDetector
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AUTO_CONTAMINATION",
+    "MahalanobisDetector",
+    "__version__",
+]
