@@ -7,11 +7,13 @@ Every detector follows scikit-learn's outlier contract (see
 
 from ._base import AUTO_CONTAMINATION
 from ._mahalanobis import MahalanobisDetector
+from ._neighbors import KNNDetector
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AUTO_CONTAMINATION",
+    "KNNDetector",
     "MahalanobisDetector",
     "__version__",
 ]

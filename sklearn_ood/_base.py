@@ -238,6 +238,27 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         labels[decision < 0] = -1
         return labels
 
+    def fit_predict(self, X, y=None):
+        """Fit the detector on ``X`` (and ``y``), then predict ``X``.
+
+        Unlike :meth:`sklearn.base.OutlierMixin.fit_predict`, the labels are
+        passed on to :meth:`fit` (class-conditional detectors and ``-1`` rows
+        use them).
+
+        Parameters
+        ----------
+        X : array-like
+            Training data.
+        y : array-like of shape (n_samples,), default=None
+            Class labels; ``-1`` marks a known outlier sample.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int
+            ``+1`` for inliers, ``-1`` for outliers.
+        """
+        return self.fit(X, y).predict(X)
+
     # -- hooks --------------------------------------------------------------
     def _fit(self, X, y, X_outliers):  # pragma: no cover - abstract
         raise NotImplementedError

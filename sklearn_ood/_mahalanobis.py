@@ -12,22 +12,16 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy import linalg
-from sklearn import get_config
 from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDetector
+from .utils._chunking import _chunk_rows
 
 __all__ = ["MahalanobisDetector"]
 
 _N_FOLDS = 5
-
-
-def _chunk_rows(n_rows: int, row_bytes: int) -> int:
-    """Rows per chunk so one chunk's working arrays fit in ``working_memory``."""
-    budget = get_config()["working_memory"] * (2**20)
-    return int(max(1, min(n_rows, budget // max(row_bytes, 1))))
 
 
 def _shrink(cov, shrinkage):
@@ -110,7 +104,9 @@ class MahalanobisDetector(BaseDetector):
         Mean of each class's training features (float64).
     covariance_ : ndarray of shape (n_features, n_features) or \
             (n_classes, n_features, n_features)
-        Estimated covariance after shrinkage, before the eigenvalue floor.
+        Estimated covariance after shrinkage, before the eigenvalue floor (the
+        empirical covariance, unused for scoring, when
+        ``covariance="identity"``).
     explained_variance_ : ndarray of shape (n_components,) or (n_classes, n_components)
         Eigenvalues used for the distance (floored), decreasing.
     whitening_ : ndarray of shape (n_features, n_components) or \
@@ -220,6 +216,13 @@ class MahalanobisDetector(BaseDetector):
     def _fit(self, X, y, X_outliers):
         del X_outliers  # known outliers are not part of a Gaussian fit
         self._components = self._check_components(X.shape[1])
+        if self._components is not None and self.covariance == "identity":
+            raise ValueError(
+                "The 'components' parameter of MahalanobisDetector selects principal "
+                "components of the covariance and cannot be combined with "
+                "covariance='identity' (the Euclidean baseline); use "
+                "components=None."
+            )
         class_mode = self.mode in ("tied", "per_class")
         if class_mode and y is not None:
             classes, y_idx = np.unique(y, return_inverse=True)
@@ -299,6 +302,7 @@ class MahalanobisDetector(BaseDetector):
         floored = bool(np.any(eig < floor))
         eig = np.maximum(eig, floor)
         if self._components is not None:
+            # (validated in _fit: not combined with the identity covariance)
             start, stop = self._components
             eig, vecs = eig[start:stop], vecs[:, start:stop]
         return cov, eig, vecs / np.sqrt(eig), floored
@@ -329,13 +333,17 @@ class MahalanobisDetector(BaseDetector):
                 Z = (X[sl] - means[0]) @ W
                 out[sl, 0] = np.einsum("ij,ij->i", Z, Z)
             return out
+        # Several classes, one whitening: whiten once around the centre of the
+        # class means, then expand |z - m_c|^2. The expansion is done in float64
+        # (n x r x n_classes, cheap) so that float32 input loses no accuracy when
+        # the classes are far apart.
         center = means.mean(axis=0).astype(dtype)
-        M = (means - center) @ W  # (n_classes, r)
-        M_sq = np.einsum("ij,ij->i", M, M).astype(np.float64)
+        M = (means.astype(np.float64) - center) @ W.astype(np.float64)
+        M_sq = np.einsum("ij,ij->i", M, M)
         for start in range(0, n, step):
             sl = slice(start, start + step)
-            Z = (X[sl] - center) @ W
-            Z_sq = np.einsum("ij,ij->i", Z, Z).astype(np.float64)
+            Z = ((X[sl] - center) @ W).astype(np.float64, copy=False)
+            Z_sq = np.einsum("ij,ij->i", Z, Z)
             D = Z_sq[:, None] - 2.0 * (Z @ M.T) + M_sq[None, :]
             out[sl] = np.maximum(D, 0.0)
         return out

@@ -3,7 +3,7 @@
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_ood import MahalanobisDetector
+from sklearn_ood import KNNDetector, MahalanobisDetector
 
 # offset_ is set from leave-one-out / out-of-fold training scores (the
 # detector scores its training samples as new data), so ``fit(X).predict(X)``
@@ -27,6 +27,9 @@ DETECTORS = [
     MahalanobisDetector(mode="tied", components=(0, 1), contamination=0.1),
     MahalanobisDetector(covariance="ledoit_wolf", contamination=0.2),
     MahalanobisDetector(covariance="identity"),
+    KNNDetector(),
+    KNNDetector(n_neighbors=1, metric="euclidean", aggregation="kth"),
+    KNNDetector(n_neighbors=3, metric="cosine", aggregation="sum", contamination=0.1),
 ]
 
 
