@@ -6,7 +6,9 @@ Every detector follows scikit-learn's outlier contract (see
 """
 
 from ._base import AUTO_CONTAMINATION
+from ._feature_extraction import TorchFeatureExtractor
 from ._mahalanobis import MahalanobisDetector
+from ._metric_learning import MetricLearningDetector
 from ._neighbors import KNNDetector
 
 __version__ = "0.1.0.dev0"
@@ -15,5 +17,7 @@ __all__ = [
     "AUTO_CONTAMINATION",
     "KNNDetector",
     "MahalanobisDetector",
+    "MetricLearningDetector",
+    "TorchFeatureExtractor",
     "__version__",
 ]

@@ -1,9 +1,10 @@
 """scikit-learn's common estimator checks for every detector on 2-D input."""
 
 import pytest
+import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_ood import KNNDetector, MahalanobisDetector
+from sklearn_ood import KNNDetector, MahalanobisDetector, TorchFeatureExtractor
 
 # offset_ is set from leave-one-out / out-of-fold training scores (the
 # detector scores its training samples as new data), so ``fit(X).predict(X)``
@@ -19,7 +20,7 @@ EXPECTED_FAILED_CHECKS = {
     "check_outliers_fit_predict": _LOO_OFFSET,
 }
 
-DETECTORS = [
+ESTIMATORS = [
     MahalanobisDetector(),
     MahalanobisDetector(mode="tied"),
     MahalanobisDetector(mode="per_class"),
@@ -30,6 +31,8 @@ DETECTORS = [
     KNNDetector(),
     KNNDetector(n_neighbors=1, metric="euclidean", aggregation="kth"),
     KNNDetector(n_neighbors=3, metric="cosine", aggregation="sum", contamination=0.1),
+    # A network without convolutions takes 2-D input, so every check applies.
+    TorchFeatureExtractor(torch.nn.Tanh(), device="cpu"),
 ]
 
 
@@ -37,11 +40,11 @@ def _expected_failed(estimator):
     return EXPECTED_FAILED_CHECKS
 
 
-@parametrize_with_checks(DETECTORS, expected_failed_checks=_expected_failed)
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("estimator", DETECTORS, ids=repr)
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=repr)
 def test_constraints_cover_parameters(estimator):
     assert set(estimator._parameter_constraints) == set(estimator.get_params())
