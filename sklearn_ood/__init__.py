@@ -6,6 +6,7 @@ Every detector follows scikit-learn's outlier contract (see
 """
 
 from ._base import AUTO_CONTAMINATION
+from ._center_loss import CenterLossDetector
 from ._feature_extraction import TorchFeatureExtractor
 from ._mahalanobis import MahalanobisDetector
 from ._metric_learning import MetricLearningDetector
@@ -15,6 +16,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AUTO_CONTAMINATION",
+    "CenterLossDetector",
     "KNNDetector",
     "MahalanobisDetector",
     "MetricLearningDetector",
