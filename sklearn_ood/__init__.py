@@ -7,19 +7,26 @@ Every detector follows scikit-learn's outlier contract (see
 
 from ._base import AUTO_CONTAMINATION
 from ._center_loss import CenterLossDetector
+from ._ensemble import LayerEnsembleDetector
 from ._feature_extraction import TorchFeatureExtractor
+from ._geometric import DirichletTransformDetector
 from ._mahalanobis import MahalanobisDetector
 from ._metric_learning import MetricLearningDetector
 from ._neighbors import KNNDetector
+from ._preprocessing import InputPreprocessingDetector, fgsm
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AUTO_CONTAMINATION",
     "CenterLossDetector",
+    "DirichletTransformDetector",
+    "InputPreprocessingDetector",
     "KNNDetector",
+    "LayerEnsembleDetector",
     "MahalanobisDetector",
     "MetricLearningDetector",
     "TorchFeatureExtractor",
     "__version__",
+    "fgsm",
 ]
