@@ -1,0 +1,430 @@
+"""Feature ensemble of per-layer detectors (Lee et al., 2018).
+
+One clone of a detector per group of feature columns (per network layer), and
+a combiner of the per-layer scores: a logistic regression trained on known OOD
+samples, or an unsupervised mean of standardised scores.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+from sklearn.base import _fit_context, clone
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import KFold, StratifiedKFold, check_cv
+from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import BaseDetector
+from ._mahalanobis import MahalanobisDetector
+
+__all__ = ["LayerEnsembleDetector", "lee_logistic_regression"]
+
+_NAME_RE = re.compile(r"^(?P<group>.+)__[^_].*$")
+
+
+def lee_logistic_regression() -> LogisticRegressionCV:
+    """The combiner of Lee et al. (2018): ``LogisticRegressionCV`` defaults.
+
+    L2 penalty, ``Cs=10`` values log-spaced in ``[1e-4, 1e4]``, lbfgs and
+    accuracy as the selection score, which were scikit-learn's defaults in
+    the authors' code. Parameters whose defaults change in recent scikit-learn
+    versions are set explicitly to those values (no ``FutureWarning``).
+
+    Returns
+    -------
+    model : LogisticRegressionCV
+        An unfitted model.
+
+    Examples
+    --------
+    >>> from sklearn_ood._ensemble import lee_logistic_regression
+    >>> lee_logistic_regression().Cs
+    10
+    """
+    params = inspect.signature(LogisticRegressionCV).parameters
+    kwargs = {"scoring": "accuracy"}
+    if params.get("l1_ratios") is not None and params["l1_ratios"].default == "warn":
+        kwargs["l1_ratios"] = (0.0,)
+    if "use_legacy_attributes" in params:
+        kwargs["use_legacy_attributes"] = False
+    return LogisticRegressionCV(**kwargs)
+
+
+def _as_columns(value, n_features: int, name: str):
+    """A slice or a 1-D integer index array of columns, validated."""
+    if isinstance(value, slice):
+        start, stop, step = value.indices(n_features)
+        cols = slice(start, stop, None if step == 1 else step)
+        size = len(range(start, stop, step))
+    else:
+        arr = np.asarray(value)
+        if arr.dtype == bool:
+            if arr.shape != (n_features,):
+                raise ValueError(
+                    f"The boolean mask of feature group {name!r} has shape "
+                    f"{arr.shape}; expected ({n_features},)."
+                )
+            arr = np.flatnonzero(arr)
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise ValueError(
+                f"Feature group {name!r} must be a slice, a 1-D array of column "
+                f"indices or a boolean mask; got {value!r}."
+            )
+        if arr.size and (arr.min() < -n_features or arr.max() >= n_features):
+            raise ValueError(
+                f"Feature group {name!r} holds column indices outside "
+                f"[0, {n_features}): {value!r}."
+            )
+        cols = np.where(arr < 0, arr + n_features, arr).astype(np.intp)
+        size = cols.size
+    if size == 0:
+        raise ValueError(
+            f"Feature group {name!r} selects no column of X, which has "
+            f"{n_features} feature(s)."
+        )
+    return cols
+
+
+def _inlier_folds(cv, random_state, n_in: int, y_in) -> list:
+    """(train, test) folds of the in-distribution rows, see ``cv`` below."""
+    if cv is None or isinstance(cv, Integral):
+        k = 5 if cv is None else int(cv)
+        if n_in < k:
+            raise ValueError(
+                f"At least cv={k} in-distribution samples are needed for the "
+                f"out-of-fold scores; got {n_in}."
+            )
+        if y_in is not None:
+            _, codes, counts = np.unique(y_in, return_inverse=True, return_counts=True)
+            if counts.size > 1 and counts.min() >= k:
+                splitter = StratifiedKFold(k, shuffle=True, random_state=random_state)
+                return list(splitter.split(np.zeros((n_in, 1)), codes))
+        splitter = KFold(k, shuffle=True, random_state=random_state)
+    else:
+        splitter = check_cv(cv)
+    return list(splitter.split(np.zeros((n_in, 1)), y_in))
+
+
+class LayerEnsembleDetector(BaseDetector):
+    """Feature ensemble of per-layer detectors (Lee et al., 2018).
+
+    One clone of ``detector`` is fitted on each group of feature columns (e.g.
+    the pooled features of one network layer, as given by
+    :class:`~sklearn_ood.TorchFeatureExtractor`'s ``feature_groups_``), and
+    the per-layer scores are combined into one score, higher = more normal.
+
+    Parameters
+    ----------
+    detector : estimator with ``fit`` and ``score_samples``, default=None
+        Detector of one group of columns; None means
+        ``MahalanobisDetector(mode="tied")``, Lee et al.'s per-layer score.
+    feature_groups : "auto", dict or list, default="auto"
+        Columns of each group: a dict ``{name: columns}`` or a list of
+        ``columns`` (named ``"0"``, ``"1"``, ...), where ``columns`` is a
+        slice, an array of column indices or a boolean mask. ``"auto"``:
+
+        - inside :class:`~sklearn_ood.InputPreprocessingDetector`, the
+          ``feature_groups_`` of its fitted feature extractor;
+        - for ``X`` with string column names ``"<group>__<suffix>"`` (the
+          names of ``TorchFeatureExtractor.get_feature_names_out``, e.g. in a
+          Pipeline with ``set_output(transform="pandas")``), one group per
+          prefix, in order of first appearance;
+        - otherwise one group of all columns.
+    combiner : {"auto", "logistic", "mean_standardized"} or classifier, \
+default="auto"
+        How per-layer scores become one score.
+
+        - ``"logistic"``: Lee et al.'s logistic regression
+          (:func:`lee_logistic_regression`) on the per-layer scores, trained
+          with the in-distribution rows as class 1 and the rows labelled
+          ``-1`` as class 0; the score is its ``decision_function``, the
+          log-odds of in-distribution. Needs rows with ``y == -1``.
+        - ``"mean_standardized"``: the mean over layers of
+          ``(s_l - mean_l) / std_l``, with the mean and standard deviation of
+          the out-of-fold per-layer scores of the in-distribution training
+          rows (unsupervised; ``-1`` rows are not used).
+        - ``"auto"``: ``"logistic"`` when ``y`` has ``-1`` rows, else
+          ``"mean_standardized"``.
+        - a classifier (cloned): trained like ``"logistic"``; its
+          ``decision_function`` (or the log-odds of ``predict_proba``) is the
+          score, e.g. ``make_pipeline(StandardScaler(), LogisticRegressionCV())``.
+    cv : int, cross-validation generator or iterable, default=5
+        Folds of the in-distribution rows for their out-of-fold per-layer
+        scores. An int is ``StratifiedKFold(cv, shuffle=True)`` on the class
+        labels when ``y`` gives them and every class has ``cv`` rows, else
+        ``KFold(cv, shuffle=True)``, both with ``random_state``. A splitter's
+        ``split(X_in, y_in)`` is called on the in-distribution rows.
+    random_state : int, RandomState instance or None, default=None
+        Shuffling of the folds of an int ``cv``.
+    contamination : "auto" or float, default="auto"
+        Share of the out-of-fold combined scores of the in-distribution
+        training rows below ``offset_``. ``"auto"`` is 0.025.
+
+    Attributes
+    ----------
+    detectors_ : list of estimators
+        The per-group detectors, fitted on all in-distribution rows.
+    feature_groups_ : dict of str to slice or ndarray
+        The resolved column groups, in the order of ``detectors_``.
+    combiner_ : estimator or None
+        The fitted combiner classifier; None for ``"mean_standardized"``.
+    layer_mean_, layer_scale_ : ndarray of shape (n_groups,)
+        Mean and standard deviation (1 where it is 0) of the out-of-fold
+        per-layer scores of the in-distribution training rows.
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    InputPreprocessingDetector : Per-layer input pre-processing before scoring.
+    sklearn_ood.model_selection.TunedThresholdDetectorCV : Threshold selection.
+
+    Notes
+    -----
+    The rows labelled ``-1`` are used *only* by the combiner: each per-layer
+    detector is fitted on the in-distribution rows. The per-layer scores of
+    the in-distribution rows that train the combiner (and set ``offset_`` and
+    the standardisation) are out-of-fold: for each fold, clones of the
+    detectors fitted on the other folds score it, so they are not memorised.
+    The ``-1`` rows are scored by the final detectors, which never saw them.
+    Lee et al. train the regression on raw per-layer scores (no
+    standardisation), as ``"logistic"`` does; the combiner is trained on all
+    in-distribution rows, so with few ``-1`` rows the classes are unbalanced
+    (pass a classifier with ``class_weight="balanced"`` to reweight them).
+
+    References
+    ----------
+    .. [1] K. Lee, K. Lee, H. Lee, J. Shin. "A Simple Unified Framework for
+       Detecting Out-of-Distribution Samples and Adversarial Attacks".
+       NeurIPS 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood import MahalanobisDetector
+    >>> from sklearn_ood._ensemble import LayerEnsembleDetector
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(200, 4))
+    >>> X_ood = rng.normal(3.0, size=(40, 4))
+    >>> y = np.r_[np.zeros(200, int), -np.ones(40, int)]
+    >>> ens = LayerEnsembleDetector(
+    ...     MahalanobisDetector(), feature_groups={"a": slice(0, 2), "b": [2, 3]},
+    ...     random_state=0,
+    ... ).fit(np.r_[X, X_ood], y)
+    >>> ens.layer_scores(X[:3]).shape
+    (3, 2)
+    >>> ens.predict([[0.0, 0.0, 0.0, 0.0], [4.0, 4.0, 4.0, 4.0]])
+    array([ 1, -1])
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDetector._parameter_constraints,
+        "detector": [HasMethods(["fit", "score_samples"]), None],
+        "feature_groups": [StrOptions({"auto"}), dict, list],
+        "combiner": [
+            StrOptions({"auto", "logistic", "mean_standardized"}),
+            HasMethods(["fit"]),
+        ],
+        "cv": ["cv_object"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        detector: Any = None,
+        *,
+        feature_groups: str | dict | list = "auto",
+        combiner: str | Any = "auto",
+        cv: int | Any = 5,
+        random_state: int | np.random.RandomState | None = None,
+        contamination: str | float = "auto",
+    ):
+        self.detector = detector
+        self.feature_groups = feature_groups
+        self.combiner = combiner
+        self.cv = cv
+        self.random_state = random_state
+        self.contamination = contamination
+
+    # ------------------------------------------------------------- groups
+    def _resolve_groups(self, n_features: int) -> dict:
+        groups = self.feature_groups
+        if isinstance(groups, str):  # "auto"
+            names = getattr(self, "feature_names_in_", None)
+            parsed: dict[str, list[int]] = {}
+            if names is not None:
+                for j, col in enumerate(names):
+                    match = _NAME_RE.match(str(col))
+                    if match is None:
+                        parsed = {}
+                        break
+                    parsed.setdefault(match.group("group"), []).append(j)
+            if parsed:
+                return {k: np.asarray(v, dtype=np.intp) for k, v in parsed.items()}
+            return {"all": slice(0, n_features)}
+        if isinstance(groups, dict):
+            items = list(groups.items())
+        else:
+            items = [(str(i), g) for i, g in enumerate(groups)]
+        if not items:
+            raise ValueError(
+                "The 'feature_groups' parameter of LayerEnsembleDetector must hold "
+                "at least one group; got an empty "
+                f"{type(groups).__name__}."
+            )
+        return {str(k): _as_columns(v, n_features, str(k)) for k, v in items}
+
+    def _base_detector(self):
+        if self.detector is None:
+            return MahalanobisDetector(mode="tied")
+        return self.detector
+
+    def _combiner_kind(self, has_outliers: bool) -> str:
+        kind = self.combiner
+        if isinstance(kind, str):
+            if kind == "auto":
+                return "logistic" if has_outliers else "mean_standardized"
+            if kind == "logistic" and not has_outliers:
+                raise ValueError(
+                    "LayerEnsembleDetector(combiner='logistic') needs known OOD "
+                    "samples to train the combiner: pass y with -1 for them, or use "
+                    "combiner='mean_standardized'."
+                )
+            return kind
+        if not has_outliers:
+            raise ValueError(
+                "LayerEnsembleDetector with a classifier as combiner needs known "
+                "OOD samples (y == -1) to train it."
+            )
+        return "classifier"
+
+    # --------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the per-group detectors and the combiner.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features of in-distribution samples, plus known OOD samples where
+            ``y == -1``.
+        y : array-like of shape (n_samples,), default=None
+            Class labels of the in-distribution rows (passed to the
+            per-group detectors, e.g. for ``mode="tied"``); ``-1`` marks a
+            known OOD sample, used only to train the combiner.
+
+        Returns
+        -------
+        self : LayerEnsembleDetector
+            The fitted detector.
+        """
+        # BaseDetector.fit without its skip of nested parameter validation:
+        # the per-group detectors' parameters are validated when they fit.
+        return BaseDetector.fit.__wrapped__(self, X, y)
+
+    def _fit(self, X, y, X_outliers):
+        return self._fit_groups(X, y, X_outliers)
+
+    def _fit_groups(self, X, y, X_outliers, score_fn=None):
+        """Fit per-group detectors and the combiner; return OOF combined scores.
+
+        ``score_fn(detectors, rows, which)`` returns the per-group scores
+        ``(len(rows), n_groups)`` of the rows ``rows`` of the inliers
+        (``which="in"``) or of the outliers (``which="out"``); the default
+        scores the feature columns. :class:`InputPreprocessingDetector`
+        passes one that pre-processes the images first.
+        """
+        groups = self._resolve_groups(X.shape[1])
+        names, cols = list(groups), list(groups.values())
+        has_out = X_outliers is not None and X_outliers.shape[0] > 0
+        kind = self._combiner_kind(has_out)
+        base = self._base_detector()
+        if score_fn is None:
+
+            def score_fn(detectors, rows, which):
+                data = X if which == "in" else X_outliers
+                return self._scores_of(detectors, cols, data[rows])
+
+        def fit_all(rows):
+            y_rows = None if y is None else y[rows]
+            out = []
+            for c in cols:
+                det = clone(base)
+                Xg = X[rows][:, c]
+                out.append(det.fit(Xg) if y_rows is None else det.fit(Xg, y_rows))
+            return out
+
+        n_in = X.shape[0]
+        oof = np.empty((n_in, len(cols)), dtype=np.float64)
+        for train, test in _inlier_folds(self.cv, self.random_state, n_in, y):
+            oof[test] = score_fn(fit_all(train), test, "in")
+        self.detectors_ = fit_all(np.arange(n_in))
+        self.feature_groups_ = dict(zip(names, cols))
+        mean = oof.mean(axis=0)
+        scale = oof.std(axis=0)
+        scale[~(scale > 0)] = 1.0
+        self.layer_mean_, self.layer_scale_ = mean, scale
+        if kind == "mean_standardized":
+            self.combiner_ = None
+        else:
+            out = score_fn(self.detectors_, np.arange(X_outliers.shape[0]), "out")
+            combiner = (
+                lee_logistic_regression()
+                if kind == "logistic"
+                else clone(self.combiner)
+            )
+            S = np.vstack([oof, out])
+            labels = np.r_[np.ones(n_in, dtype=int), np.zeros(out.shape[0], dtype=int)]
+            self.combiner_ = combiner.fit(S, labels)
+        return self._combine(oof)
+
+    # ------------------------------------------------------------ scoring
+    @staticmethod
+    def _scores_of(detectors, cols, X) -> np.ndarray:
+        return np.column_stack(
+            [
+                np.asarray(det.score_samples(X[:, c]), dtype=np.float64)
+                for det, c in zip(detectors, cols)
+            ]
+        )
+
+    def _combine(self, S) -> np.ndarray:
+        if self.combiner_ is None:
+            return ((S - self.layer_mean_) / self.layer_scale_).mean(axis=1)
+        model = self.combiner_
+        if hasattr(model, "decision_function"):
+            return np.asarray(model.decision_function(S), dtype=np.float64)
+        proba = np.asarray(model.predict_proba(S), dtype=np.float64)
+        p = np.clip(proba[:, list(model.classes_).index(1)], 1e-300, 1.0 - 1e-16)
+        return np.log(p) - np.log1p(-p)
+
+    def _score(self, X):
+        cols = list(self.feature_groups_.values())
+        return self._combine(self._scores_of(self.detectors_, cols, X))
+
+    def layer_scores(self, X) -> np.ndarray:
+        """Per-group scores of the fitted detectors, before combination.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_groups)
+            Column ``l`` is ``detectors_[l].score_samples`` of the columns of
+            group ``l``; the combiner's input.
+        """
+        check_is_fitted(self)
+        X = self._validate_score_input(X)
+        return self._scores_of(self.detectors_, list(self.feature_groups_.values()), X)
