@@ -81,7 +81,7 @@ def run_pytorch_ood(X, Xt):
     import torch
     from pytorch_ood.detector import Mahalanobis
 
-    det = Mahalanobis(model=None)
+    det = Mahalanobis(None)
     z = torch.from_numpy(X)
     det.fit_features(z, torch.zeros(len(X), dtype=torch.long))
     # pytorch-ood returns half the squared distance, higher = more OOD.

@@ -8,15 +8,29 @@ compare with, behind one estimator.
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from scipy import linalg
+from sklearn.base import _fit_context
 from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BaseDetector
+from ._base import BaseDetector, split_outlier_labels
+from .parallel import (
+    TorchInput,
+    check_device_param,
+    check_tensor,
+    is_tensor,
+    ledoit_wolf_from_moments,
+    pool_moments,
+    scoring_device,
+    tensor_to_numpy,
+    torch_chunk,
+    update_stream,
+)
 from .utils._chunking import _chunk_rows
 
 __all__ = ["MahalanobisDetector"]
@@ -94,6 +108,16 @@ class MahalanobisDetector(BaseDetector):
         Share of training samples, scored leave-one-out, that falls below
         ``offset_``. ``"auto"`` is 0.025 (the 97.5th-percentile rule of
         Varedzhan et al.). See :mod:`sklearn_ood` for the contract.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, torch.device or None, \
+            default=None
+        Where ``score_samples`` (and ``decision_function``, ``predict``,
+        ``class_distances``) compute. ``None``: NumPy for NumPy input, and the
+        tensor's own device for a ``torch`` tensor. ``"auto"``: the GPU when
+        CUDA is available, else as ``None``. A device: torch on that device for
+        any input (a CUDA device falls back to the CPU with a warning where
+        there is none). The torch path multiplies in float32 (the class-mean
+        expansion of ``"tied"`` in float64) and returns float64 NumPy scores;
+        fitting always runs in NumPy.
 
     Attributes
     ----------
@@ -138,6 +162,21 @@ class MahalanobisDetector(BaseDetector):
     component range or an active eigenvalue floor they are out-of-fold scores
     of 5 interleaved folds.
 
+    :meth:`partial_fit` keeps, per class and per fold (the training row index
+    modulo 5), the count, mean, scatter matrix and the two higher moments
+    Ledoit-Wolf needs, in float64, and merges those of each batch exactly
+    (Chan, Golub & LeVeque's pairwise update); the model is rebuilt from them
+    after every call, so it equals ``fit`` on all the rows seen (to rounding),
+    for every mode and covariance. Memory: ``5 * n_classes`` matrices of
+    ``n_features**2`` float64. ``offset_`` needs training rows scored as new
+    data, so ``partial_fit`` also keeps up to 20,000 of the rows: all of them
+    while they fit, then every ``2**j``-th row (a systematic sample, so an
+    ordered stream stays represented). Their leave-one-out (or out-of-fold,
+    from the per-fold moments) scores are exact for those rows, so
+    ``offset_`` equals ``fit``'s up to 20,000 rows and is a percentile of a
+    sample of at least 10,000 of them beyond. :func:`sklearn_ood.parallel.fit_dask`
+    uses the same moments to fit on a Dask array.
+
     References
     ----------
     .. [1] K. Lee, K. Lee, H. Lee, J. Shin. "A Simple Unified Framework for
@@ -169,7 +208,11 @@ class MahalanobisDetector(BaseDetector):
             Interval(Real, 0.0, 1.0, closed="both"),
         ],
         "eigenvalue_floor": [Interval(Real, 0.0, 1.0, closed="left")],
+        "device": "no_validation",  # checked by check_device_param
     }
+
+    #: Most training rows partial_fit keeps to set ``offset_``.
+    _max_offset_rows = 20_000
 
     def __init__(
         self,
@@ -179,12 +222,14 @@ class MahalanobisDetector(BaseDetector):
         covariance: str | float = "empirical",
         eigenvalue_floor: float = 1e-6,
         contamination: str | float = "auto",
+        device=None,
     ):
         self.mode = mode
         self.components = components
         self.covariance = covariance
         self.eigenvalue_floor = eigenvalue_floor
         self.contamination = contamination
+        self.device = device
 
     # ------------------------------------------------------------------ fit
     def _check_components(self, n_features):
@@ -213,9 +258,9 @@ class MahalanobisDetector(BaseDetector):
             raise ValueError(msg)
         return int(start), int(stop)
 
-    def _fit(self, X, y, X_outliers):
-        del X_outliers  # known outliers are not part of a Gaussian fit
-        self._components = self._check_components(X.shape[1])
+    def _check_setup(self, n_features):
+        check_device_param(self)
+        self._components = self._check_components(n_features)
         if self._components is not None and self.covariance == "identity":
             raise ValueError(
                 "The 'components' parameter of MahalanobisDetector selects principal "
@@ -223,27 +268,51 @@ class MahalanobisDetector(BaseDetector):
                 "covariance='identity' (the Euclidean baseline); use "
                 "components=None."
             )
+
+    def _check_counts(self, counts, classes):
+        if self.mode == "per_class" and counts.min() < 2:
+            small = classes[counts.argmin()]
+            raise ValueError(
+                "MahalanobisDetector(mode='per_class') needs at least 2 samples "
+                f"per class to estimate a covariance; class {small!r} has "
+                f"{counts.min()}. Use mode='tied' or remove that class."
+            )
+        if counts.sum() < self._min_samples:
+            n = int(counts.sum())
+            raise ValueError(
+                f"MahalanobisDetector needs at least {self._min_samples} "
+                f"in-distribution samples, got {n} sample{'s' if n != 1 else ''}."
+            )
+
+    def _validate_fit_input(self, X, reset=True):
+        return validate_data(
+            self,
+            tensor_to_numpy(X),
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=1,
+            reset=reset,
+        )
+
+    def _fit(self, X, y, X_outliers):
+        del X_outliers  # known outliers are not part of a Gaussian fit
+        self.__dict__.pop("_stream", None)
+        self._check_setup(X.shape[1])
         class_mode = self.mode in ("tied", "per_class")
         if class_mode and y is not None:
             classes, y_idx = np.unique(y, return_inverse=True)
         else:
             classes, y_idx = np.array([0]), np.zeros(X.shape[0], dtype=np.intp)
-        if self.mode == "per_class":
-            counts = np.bincount(y_idx, minlength=len(classes))
-            if counts.min() < 2:
-                small = classes[counts.argmin()]
-                raise ValueError(
-                    "MahalanobisDetector(mode='per_class') needs at least 2 samples "
-                    f"per class to estimate a covariance; class {small!r} has "
-                    f"{counts.min()}. Use mode='tied' or remove that class."
-                )
-        self.classes_ = classes
+        self._check_counts(np.bincount(y_idx, minlength=len(classes)), classes)
         model = self._estimate(X, y_idx, len(classes))
+        self._commit(classes, model, X.dtype)
+        return self._loo_scores(X, y_idx, model)
+
+    def _commit(self, classes, model, dtype):
+        self.classes_ = classes
         self.means_ = model["means"]
         self.covariance_ = model["cov"]
         self.explained_variance_ = model["eig"]
-        self._set_model(model, X.dtype)
-        return self._loo_scores(X, y_idx, model)
+        self._set_model(model, dtype)
 
     def _estimate(self, X, y_idx, n_classes):
         """Means, (shrunk) covariances and whitening matrices from data."""
@@ -263,7 +332,7 @@ class MahalanobisDetector(BaseDetector):
             for c in range(n_classes):
                 Rc = R[y_idx == c]
                 cov = (Rc.T @ Rc).astype(np.float64) / Rc.shape[0]
-                cov, eig, W, fl = self._decompose(cov, Rc)
+                cov, eig, W, fl = self._decompose(cov, Rc.shape[0], self._lw(Rc))
                 covs.append(cov)
                 eigs.append(eig)
                 Ws.append(W)
@@ -271,7 +340,7 @@ class MahalanobisDetector(BaseDetector):
             cov, eig, W = np.stack(covs), np.stack(eigs), np.stack(Ws)
         else:
             cov = (R.T @ R).astype(np.float64) / R.shape[0]
-            cov, eig, W, floored = self._decompose(cov, R)
+            cov, eig, W, floored = self._decompose(cov, R.shape[0], self._lw(R))
         return {
             "means": means,
             "counts": counts,
@@ -281,12 +350,17 @@ class MahalanobisDetector(BaseDetector):
             "floored": floored,
         }
 
-    def _decompose(self, cov, R):
+    def _lw(self, R):
+        """Ledoit-Wolf coefficient of centred residuals (None unless needed)."""
+        if self.covariance != "ledoit_wolf":
+            return None
+        return ledoit_wolf_shrinkage(R, assume_centered=True)
+
+    def _decompose(self, cov, n, lw_shrinkage=None):
         """Shrink, eigen-decompose, floor and select components."""
         cov = 0.5 * (cov + cov.T)
-        n = R.shape[0]
         if self.covariance == "ledoit_wolf":
-            cov = _shrink(cov, ledoit_wolf_shrinkage(R, assume_centered=True))
+            cov = _shrink(cov, lw_shrinkage)
         elif self.covariance == "oas":
             cov = _shrink(cov, _oas_shrinkage(cov, n))
         elif isinstance(self.covariance, Real) and not isinstance(self.covariance, str):
@@ -348,16 +422,61 @@ class MahalanobisDetector(BaseDetector):
             out[sl] = np.maximum(D, 0.0)
         return out
 
+    def _distances_torch(self, X, device):
+        """``_distances`` with torch on ``device`` (float32 products)."""
+        import torch
+
+        n, d = X.shape
+        W, centers = self.whitening_, self._centers
+        n_classes, r = centers.shape[0], W.shape[-1]
+        out = np.empty((n, n_classes), dtype=np.float64)
+        step = _chunk_rows(n, 4 * (d + 2 * r + 2 * n_classes))
+        Wt = torch.as_tensor(W).to(device=device, dtype=torch.float32)
+        tied = W.ndim == 2 and n_classes > 1
+        if tied:  # as _distances: whiten around the centre, expand in float64
+            center = centers.mean(axis=0).astype(centers.dtype)
+            M = (centers.astype(np.float64) - center) @ W.astype(np.float64)
+            Mt = torch.as_tensor(M).to(device)
+            M_sq = (Mt * Mt).sum(dim=1)
+            centers = center[None, :]
+        Ct = torch.as_tensor(centers).to(device=device, dtype=torch.float32)
+        with torch.inference_mode():
+            for start in range(0, n, step):
+                sl = slice(start, start + step)
+                xb = torch_chunk(X, sl, device)
+                if tied:
+                    Z = ((xb - Ct[0]) @ Wt).double()
+                    D = (Z * Z).sum(dim=1)[:, None] - 2.0 * (Z @ Mt.T) + M_sq
+                    out[sl] = D.clamp_min_(0.0).cpu().numpy()
+                    continue
+                for c in range(n_classes):
+                    Z = (xb - Ct[c]) @ (Wt[c] if W.ndim == 3 else Wt)
+                    out[sl, c] = (Z * Z).sum(dim=1).double().cpu().numpy()
+        return out
+
+    def _validate_score_input(self, X):
+        device = scoring_device(self, X)
+        if device is None:
+            return super()._validate_score_input(X)
+        if is_tensor(X):
+            return TorchInput(check_tensor(self, X), device)
+        return TorchInput(super()._validate_score_input(X), device)
+
+    def _all_distances(self, X):
+        if isinstance(X, TorchInput):
+            return self._distances_torch(X.data, X.device)
+        return self._distances(X, self._centers, self.whitening_)
+
     def _score(self, X):
-        return -self._distances(X, self._centers, self.whitening_).min(axis=1)
+        return -self._all_distances(X).min(axis=1)
 
     def class_distances(self, X):
         """Squared Mahalanobis distance of each sample to each class.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Samples.
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Samples (see ``device`` for where they are scored).
 
         Returns
         -------
@@ -366,8 +485,7 @@ class MahalanobisDetector(BaseDetector):
             (one column in the marginal and partial modes).
         """
         check_is_fitted(self)
-        X = self._validate_score_input(X)
-        return self._distances(X, self._centers, self.whitening_)
+        return self._all_distances(self._validate_score_input(X))
 
     def mahalanobis(self, X):
         """Squared Mahalanobis distance to the closest class (``-score_samples``).
@@ -421,11 +539,12 @@ class MahalanobisDetector(BaseDetector):
         rows = np.arange(D.shape[0])
         b = n_c / (n_c - 1.0)
         d_own = D[rows, y_idx]
+        n_all = float(counts.sum())  # == D.shape[0] when D holds every row
         if self.covariance == "identity":
             loo_own = b**2 * d_own
         else:
             # per_class: S_c = A_c / n_c; tied / marginal: S = A / n.
-            n_eff = n_c if self.mode == "per_class" else float(D.shape[0])
+            n_eff = n_c if self.mode == "per_class" else n_all
             a = d_own / n_eff
             denom = 1.0 - b * a
             if np.any(denom <= 1e-12):
@@ -439,7 +558,7 @@ class MahalanobisDetector(BaseDetector):
             D = D.copy()
             D[rows, y_idx] = loo_own
             return -D.min(axis=1)
-        n = float(D.shape[0])
+        n = n_all
         M = model["means"] @ model["W"]
         M_sq = np.einsum("ij,ij->i", M, M)
         between = M_sq[:, None] + M_sq[None, :] - 2.0 * (M @ M.T)  # |M_k - M_c|^2
@@ -470,5 +589,149 @@ class MahalanobisDetector(BaseDetector):
                 sub = self._estimate(X[train], remap[y_idx[train]], len(present))
                 sub_means = sub["means"]
             D = self._distances(X[test].astype(np.float64), sub_means, sub["W"])
+            scores[test] = -D.min(axis=1)
+        return scores
+
+    # ------------------------------------------------------------ streaming
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Update the detector with a batch of rows (exact streaming fit).
+
+        After any sequence of calls the model (means, covariances, whitening)
+        equals ``fit`` on all the rows seen, to floating-point rounding; see
+        the Notes for how ``offset_`` is kept. Classes may first appear in any
+        batch; with ``mode="per_class"`` every class seen needs 2 rows by the
+        end of each call. A detector fitted with :meth:`fit` keeps no
+        statistics to continue from: ``partial_fit`` on it starts a new model
+        (with a warning).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of training rows (a torch tensor is copied to NumPy).
+        y : array-like of shape (n_samples,), default=None
+            Class labels of the batch (``-1``: known outliers, left out).
+            Give labels in every call or in none.
+
+        Returns
+        -------
+        self : MahalanobisDetector
+            The updated detector.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_ood import MahalanobisDetector
+        >>> X = np.random.RandomState(0).normal(size=(300, 4))
+        >>> det = MahalanobisDetector()
+        >>> for batch in np.array_split(X, 3):
+        ...     det = det.partial_fit(batch)
+        >>> ref = MahalanobisDetector().fit(X)
+        >>> bool(np.allclose(det.score_samples(X), ref.score_samples(X)))
+        True
+        >>> bool(np.isclose(det.offset_, ref.offset_))
+        True
+        """
+        old = getattr(self, "_stream", None)
+        if old is None and hasattr(self, "offset_"):
+            warnings.warn(
+                "partial_fit on a MahalanobisDetector fitted with fit (which keeps "
+                "no mergeable statistics) starts a new model from this batch; use "
+                "partial_fit for every batch, the first one included.",
+                UserWarning,
+                stacklevel=3,
+            )
+        X = self._validate_fit_input(X, reset=old is None)
+        self._check_setup(X.shape[1])
+        y_in, outliers = split_outlier_labels(y, X.shape[0])
+        X = X[~outliers] if outliers.any() else X
+        labelled = self.mode in ("tied", "per_class") and y is not None
+        if old is not None and (old["mode"], old["labelled"]) != (self.mode, labelled):
+            raise ValueError(
+                "partial_fit must see the same 'mode' in every call, and labels y "
+                "in every call or in none (with mode='tied' or 'per_class'); got "
+                f"mode={self.mode!r} with y {'given' if y is not None else 'None'} "
+                f"after mode={old['mode']!r} with y "
+                f"{'given' if old['labelled'] else 'None'}."
+            )
+        new = update_stream(old, X, y_in, labelled, self._max_offset_rows)
+        new["mode"] = self.mode
+        classes, moments = new["classes"], new["moments"]
+        rows, rows_class, dtype = new["rows"], new["rows_class"], new["dtype"]
+        total = pool_moments(moments)
+        self._check_counts(total["count"], classes)
+        model = self._model_from_moments(total)
+        scores = self._loo_from_moments(rows, rows_class, model, dtype)
+        if scores is None:
+            scores = self._oof_from_moments(
+                rows, rows_class, new["rows_index"], model, moments
+            )
+        offset = self._offset_from_scores(scores)
+        # Everything computed: commit (an error above leaves the detector as it was).
+        self._commit(classes, model, dtype)
+        self.offset_ = offset
+        self._stream = new
+        return self
+
+    def _model_from_moments(self, total):
+        """The model ``_estimate`` builds, from per-class moments (n_classes, ...)."""
+        counts, A, s4 = total["count"], total["scatter"], total["s4"]
+        lw = self.covariance == "ledoit_wolf"
+        if self.mode == "per_class":
+            parts = []
+            for c, n_c in enumerate(counts):
+                shrink = ledoit_wolf_from_moments(n_c, A[c], s4[c]) if lw else None
+                parts.append(self._decompose(A[c] / n_c, n_c, shrink))
+            cov, eig, W = (np.stack([p[i] for p in parts]) for i in range(3))
+            floored = any(p[3] for p in parts)
+        else:
+            n, A_all = counts.sum(), A.sum(axis=0)
+            shrink = ledoit_wolf_from_moments(n, A_all, s4.sum()) if lw else None
+            cov, eig, W, floored = self._decompose(A_all / n, n, shrink)
+        return {
+            "means": total["mean"],
+            "counts": counts,
+            "cov": cov,
+            "eig": eig,
+            "W": W,
+            "floored": floored,
+        }
+
+    def _closed_form_applies(self, model):
+        return (
+            self.covariance in ("empirical", "identity")
+            and self._components is None
+            and not model["floored"]
+        )
+
+    def _loo_from_moments(self, X, cls, model, dtype):
+        """Closed-form leave-one-out scores of training rows, or None (as fit)."""
+        if not self._closed_form_applies(model):
+            return None
+        W, means = model["W"].astype(dtype), model["means"].astype(dtype)
+        return self._closed_form_loo(self._distances(X, means, W), cls, model)
+
+    def _oof_from_moments(self, X, cls, index, model, moments):
+        """Out-of-fold scores of training rows with training index ``index``.
+
+        Row ``i`` of the training set is in fold ``i % n_folds`` and the
+        moments are kept per ``i % 5``: the same folds as ``fit`` (for fewer
+        than 5 rows, ``i % 5 == i % n``).
+        """
+        n_folds = min(_N_FOLDS, int(model["counts"].sum()))
+        fold = index % n_folds
+        scores = np.empty(X.shape[0], dtype=np.float64)
+        for k in np.unique(fold):
+            test = fold == k
+            train = pool_moments(moments, np.arange(_N_FOLDS) != k)
+            present = np.flatnonzero(train["count"] > 0)
+            # As fit: bincount over the classes present up to the last one.
+            if self.mode == "per_class" and train["count"][: present[-1] + 1].min() < 2:
+                sub = model
+            else:
+                sub = self._model_from_moments(
+                    {key: value[present] for key, value in train.items()}
+                )
+            D = self._distances(X[test].astype(np.float64), sub["means"], sub["W"])
             scores[test] = -D.min(axis=1)
         return scores

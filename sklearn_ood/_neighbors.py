@@ -10,10 +10,20 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BaseDetector
+from ._base import BaseDetector, split_outlier_labels
+from .parallel import (
+    TorchInput,
+    check_device_param,
+    check_tensor,
+    is_tensor,
+    scoring_device,
+    tensor_to_numpy,
+    torch_chunk,
+)
 from .utils._chunking import _chunk_rows
 
 __all__ = ["KNNDetector"]
@@ -69,6 +79,16 @@ class KNNDetector(BaseDetector):
         Share of training samples, scored leave-one-out, that falls below
         ``offset_``. ``"auto"`` is 0.025 (the 97.5th-percentile rule of
         Varedzhan et al.). See :mod:`sklearn_ood` for the contract.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, torch.device or None, \
+            default=None
+        Where the neighbour search of ``score_samples`` (and
+        ``decision_function``, ``predict``) and of the leave-one-out pass of
+        ``fit`` runs. ``None``: NumPy for NumPy input, and the tensor's own
+        device for a ``torch`` tensor. ``"auto"``: the GPU when CUDA is
+        available, else as ``None``. A device: torch on that device for any
+        input (a CUDA device falls back to the CPU with a warning where there
+        is none). The torch path searches in float32 and returns float64
+        NumPy scores; ``kneighbors`` and ``partial_fit`` always use NumPy.
 
     Attributes
     ----------
@@ -118,6 +138,14 @@ class KNNDetector(BaseDetector):
     counts as a neighbour at distance 0), in one pass that costs the same as
     scoring the training set.
 
+    :meth:`partial_fit` appends rows to the reference set (re-centring it on
+    the mean of all rows) and keeps each reference row's ``n_neighbors``
+    leave-one-out distances up to date: old rows are searched against the
+    new rows only, new rows against all of them, so a stream of batches costs
+    one leave-one-out pass over the final set in all, and ``offset_`` is
+    recomputed from the leave-one-out scores of every reference row. The
+    result equals ``fit`` on all the rows seen, to rounding.
+
     References
     ----------
     .. [1] L. Bergman, N. Cohen, Y. Hoshen. "Deep Nearest Neighbor Anomaly
@@ -142,6 +170,7 @@ class KNNDetector(BaseDetector):
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions({"sqeuclidean", "euclidean", "cosine"})],
         "aggregation": [StrOptions({"mean", "sum", "max", "kth"})],
+        "device": "no_validation",  # checked by check_device_param
     }
 
     def __init__(
@@ -151,15 +180,27 @@ class KNNDetector(BaseDetector):
         metric: str = "sqeuclidean",
         aggregation: str = "mean",
         contamination: str | float = "auto",
+        device=None,
     ):
         self.n_neighbors = n_neighbors
         self.metric = metric
         self.aggregation = aggregation
         self.contamination = contamination
+        self.device = device
 
     # ------------------------------------------------------------------ fit
+    def _validate_fit_input(self, X, reset=True):
+        return validate_data(
+            self,
+            tensor_to_numpy(X),
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=1,
+            reset=reset,
+        )
+
     def _fit(self, X, y, X_outliers):
         del y, X_outliers  # unsupervised: labels and known outliers unused
+        check_device_param(self)
         n = X.shape[0]
         if self.n_neighbors >= n:
             raise ValueError(
@@ -174,14 +215,23 @@ class KNNDetector(BaseDetector):
         # Centre the search space on the training mean: distances do not
         # change, and the squared norms that cancel in the expanded form
         # ||q||^2 - 2 q.r + ||r||^2 shrink (float32 accuracy).
-        self._shift = R.mean(axis=0, dtype=np.float64).astype(X.dtype)
+        self._mean = R.mean(axis=0, dtype=np.float64)
+        self._shift = self._mean.astype(X.dtype)
         self._reference, self._reference_sq = self._prepare(X)
         self.n_samples_fit_ = n
-        scores = np.empty(n, dtype=np.float64)
-        # Leave-one-out: the queries are the indexed rows themselves.
-        for sl, values, _ in self._search(None, self.n_neighbors):
-            scores[sl] = -self._aggregate(values)
-        return scores
+        # Leave-one-out: the queries are the indexed rows themselves. Their
+        # k distances are kept, for partial_fit.
+        self._loo = np.empty((n, self.n_neighbors), dtype=np.float64)
+        self._loo_key = (self.n_neighbors, self.metric)
+        device = scoring_device(self)
+        search = (
+            self._search(None, self.n_neighbors)
+            if device is None
+            else self._search_torch(None, self.n_neighbors, device)
+        )
+        for sl, values, _ in search:
+            self._loo[sl] = values
+        return -self._aggregate(self._loo)
 
     # -------------------------------------------------------------- search
     def _prepare(self, X):
@@ -208,17 +258,23 @@ class KNNDetector(BaseDetector):
         For the Euclidean metrics the values are *squared* distances (the
         square root, monotonic, is taken on the selected neighbours only).
         """
-        D = Q @ self._reference.T
+        return self._distances_to(Q, q_sq, self._reference, self._reference_sq)
+
+    def _distances_to(self, Q, q_sq, R, r_sq):
+        """``_chunk_distances`` to the prepared rows ``R`` (norms ``r_sq``)."""
+        D = Q @ R.T
         D *= -2.0
         D += q_sq[:, None]
-        D += self._reference_sq[None, :]
+        D += r_sq[None, :]
         np.maximum(D, 0.0, out=D)
         if self.metric == "cosine":
             D *= 0.5
             np.minimum(D, 2.0, out=D)
         return D
 
-    def _search(self, X, k, *, return_indices=False):
+    def _search(
+        self, X, k, *, return_indices=False, reference=None, exclude_offset=None
+    ):
         """Yield ``(rows, distances, indices)`` of the ``k`` nearest, by chunk.
 
         ``distances`` (float64, in the metric's units) and ``indices`` have
@@ -227,12 +283,20 @@ class KNNDetector(BaseDetector):
         when not requested. With ``X=None`` the queries are the indexed
         training rows and query ``i`` never returns reference ``i`` (its
         diagonal entry is set to +inf before the partial sort): leave-one-out.
+        ``X`` may also be a prepared ``(Z, z_sq)`` pair, searched in
+        ``reference`` (a prepared pair; default: the index) with query ``i``
+        never returning reference ``i + exclude_offset`` unless that is None.
         """
-        exclude_self = X is None
-        if exclude_self:
-            X = self._reference
-        n_ref = self._reference.shape[0]
-        n, d = X.shape
+        prepared = X is None or isinstance(X, tuple)
+        if X is None:
+            X, exclude_offset = (self._reference, self._reference_sq), 0
+        own = reference is None
+        reference = reference or (self._reference, self._reference_sq)
+        exclude_self = exclude_offset is not None
+        n_ref = reference[0].shape[0]
+        n, d = X[0].shape if prepared else X.shape
+        X_sq = X[1] if prepared else None
+        X = X[0] if prepared else X
         itemsize = X.dtype.itemsize
         row_bytes = itemsize * (n_ref + 2 * d)
         if return_indices:
@@ -240,14 +304,17 @@ class KNNDetector(BaseDetector):
         step = _chunk_rows(n, row_bytes)
         for start in range(0, n, step):
             sl = slice(start, min(start + step, n))
-            if exclude_self:
-                Q, q_sq = X[sl], self._reference_sq[sl]
+            if prepared:
+                Q, q_sq = X[sl], X_sq[sl]
             else:
                 Q, q_sq = self._prepare(X[sl])
-            D = self._chunk_distances(Q, q_sq)
+            if own:
+                D = self._chunk_distances(Q, q_sq)
+            else:
+                D = self._distances_to(Q, q_sq, *reference)
             if exclude_self:
                 rows = np.arange(D.shape[0])
-                D[rows, rows + start] = np.inf
+                D[rows, rows + start + exclude_offset] = np.inf
             if return_indices:
                 ind = np.argpartition(D, k - 1, axis=1)[:, :k]
                 vals = np.take_along_axis(D, ind, axis=1)
@@ -258,6 +325,9 @@ class KNNDetector(BaseDetector):
                 D.partition(k - 1, axis=1)
                 ind, vals = None, D[:, :k]
             vals = vals.astype(np.float64)
+            # Free this chunk's distances before the next one is computed, so
+            # that one chunk, not two, is alive at a time (working_memory).
+            del D
             if self.metric == "euclidean":
                 np.sqrt(vals, out=vals)
             yield sl, vals, ind
@@ -269,12 +339,147 @@ class KNNDetector(BaseDetector):
             return values.sum(axis=1)
         return values.max(axis=1)  # "max" and "kth"
 
+    def _search_torch(self, X, k, device):
+        """``_search`` (no indices) with torch on ``device``, in float32."""
+        import torch
+
+        f32 = torch.float32
+        R = torch.as_tensor(self._reference).to(device=device, dtype=f32)
+        r_sq = torch.as_tensor(self._reference_sq).to(device=device, dtype=f32)
+        shift = torch.as_tensor(self._shift).to(device=device, dtype=f32)
+        n = R.shape[0] if X is None else X.shape[0]
+        step = _chunk_rows(n, 4 * (R.shape[0] + 2 * R.shape[1]))
+        with torch.inference_mode():
+            for start in range(0, n, step):
+                sl = slice(start, min(start + step, n))
+                if X is None:
+                    Q, q_sq = R[sl], r_sq[sl]
+                else:
+                    xb = torch_chunk(X, sl, device)
+                    zero = None
+                    if self.metric == "cosine":
+                        norms = torch.linalg.vector_norm(xb, dim=1, dtype=torch.float64)
+                        zero = norms == 0.0
+                        xb = xb / norms.masked_fill(zero, 1.0).to(f32)[:, None]
+                    Q = xb - shift
+                    q_sq = (Q * Q).sum(dim=1)
+                    if zero is not None:
+                        q_sq += zero.to(f32)
+                D = Q @ R.T
+                D.mul_(-2.0).add_(q_sq[:, None]).add_(r_sq[None, :]).clamp_min_(0.0)
+                if self.metric == "cosine":
+                    D.mul_(0.5).clamp_max_(2.0)
+                if X is None:
+                    rows = torch.arange(D.shape[0], device=device)
+                    D[rows, rows + start] = float("inf")
+                vals = torch.topk(D, k, dim=1, largest=False, sorted=False).values
+                del D  # one chunk of distances alive at a time
+                vals = vals.double()
+                if self.metric == "euclidean":
+                    vals.sqrt_()
+                yield sl, vals.cpu().numpy(), None
+
     # -------------------------------------------------------------- scoring
+    def _validate_score_input(self, X):
+        device = scoring_device(self, X)
+        if device is None:
+            return super()._validate_score_input(X)
+        if is_tensor(X):
+            return TorchInput(check_tensor(self, X), device)
+        return TorchInput(super()._validate_score_input(X), device)
+
     def _score(self, X):
-        scores = np.empty(X.shape[0], dtype=np.float64)
-        for sl, values, _ in self._search(X, self.n_neighbors):
+        if isinstance(X, TorchInput):
+            search = self._search_torch(X.data, self.n_neighbors, X.device)
+            scores = np.empty(X.data.shape[0], dtype=np.float64)
+        else:
+            search = self._search(X, self.n_neighbors)
+            scores = np.empty(X.shape[0], dtype=np.float64)
+        for sl, values, _ in search:
             scores[sl] = -self._aggregate(values)
         return scores
+
+    # ------------------------------------------------------------ streaming
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Add a batch of rows to the reference set.
+
+        The leave-one-out distances of the reference rows are updated (old
+        rows against the new ones, new rows against all) and ``offset_`` is
+        recomputed from all of them, so after any sequence of calls the
+        detector equals ``fit`` on all the rows seen, to rounding. The first
+        call (or a call on a detector fitted with :meth:`fit`, which it
+        continues) needs more than ``n_neighbors`` in-distribution rows in
+        all; later batches may be of any size.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of training rows (a torch tensor is copied to NumPy). It
+            is stored in the dtype of the first batch.
+        y : array-like of shape (n_samples,), default=None
+            Ignored, except that rows labelled ``-1`` are left out.
+
+        Returns
+        -------
+        self : KNNDetector
+            The updated detector.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_ood import KNNDetector
+        >>> X = np.random.RandomState(0).normal(size=(300, 4))
+        >>> det = KNNDetector().partial_fit(X[:100]).partial_fit(X[100:])
+        >>> ref = KNNDetector().fit(X)
+        >>> bool(np.allclose(det.score_samples(X), ref.score_samples(X)))
+        True
+        >>> bool(np.isclose(det.offset_, ref.offset_))
+        True
+        """
+        if not hasattr(self, "_loo"):
+            return self.fit(X, y)
+        if self._loo_key != (self.n_neighbors, self.metric):
+            raise ValueError(
+                "partial_fit must see the same 'n_neighbors' and 'metric' in every "
+                f"call; got {(self.n_neighbors, self.metric)} after "
+                f"{self._loo_key}."
+            )
+        X = self._validate_fit_input(X, reset=False)
+        _, outliers = split_outlier_labels(y, X.shape[0])
+        B = X[~outliers].astype(self._reference.dtype, copy=False)
+        n_old, m, k = self.n_samples_fit_, B.shape[0], self.n_neighbors
+        if m == 0:
+            return self
+        S, zero = _unit_rows(B) if self.metric == "cosine" else (B, None)
+        mean = (n_old * self._mean + S.sum(axis=0, dtype=np.float64)) / (n_old + m)
+        shift = mean.astype(B.dtype)
+        Z = np.empty((n_old + m, B.shape[1]), dtype=B.dtype)
+        Z[:n_old] = self._reference
+        Z[:n_old] += (self._shift.astype(np.float64) - shift).astype(B.dtype)
+        Z[n_old:] = S - shift
+        z_sq = np.einsum("ij,ij->i", Z, Z)
+        if self.metric == "cosine":  # zero rows stay at distance 1 from all
+            old_sq = np.einsum("ij,ij->i", self._reference, self._reference)
+            z_sq[:n_old][self._reference_sq - old_sq > 0.5] += 1.0
+            z_sq[n_old:][zero] += 1.0
+        loo = np.empty((n_old + m, k), dtype=np.float64)
+        new = (Z[n_old:], z_sq[n_old:])
+        for sl, values, _ in self._search(
+            (Z[:n_old], z_sq[:n_old]), min(k, m), reference=new
+        ):
+            both = np.concatenate([self._loo[sl], values], axis=1)
+            both.partition(k - 1, axis=1)
+            loo[sl] = both[:, :k]
+        for sl, values, _ in self._search(
+            new, k, reference=(Z, z_sq), exclude_offset=n_old
+        ):
+            loo[n_old + sl.start : n_old + sl.stop] = values
+        offset = self._offset_from_scores(-self._aggregate(loo))
+        self._mean, self._shift = mean, shift
+        self._reference, self._reference_sq, self._loo = Z, z_sq, loo
+        self.n_samples_fit_, self.offset_ = n_old + m, offset
+        return self
 
     def kneighbors(
         self, X=None, n_neighbors: int | None = None, return_distance: bool = True
@@ -286,9 +491,10 @@ class KNNDetector(BaseDetector):
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features), default=None
-            Query samples. If None, the neighbours of each training sample
-            are returned, and a sample is not its own neighbour (a duplicate
-            of it is).
+            Query samples, searched with NumPy (also when ``device`` is set
+            or ``X`` is a torch tensor). If None, the neighbours of each
+            training sample are returned, and a sample is not its own
+            neighbour (a duplicate of it is).
         n_neighbors : int, default=None
             Number of neighbours; ``None`` uses the detector's ``n_neighbors``.
         return_distance : bool, default=True
@@ -319,7 +525,8 @@ class KNNDetector(BaseDetector):
             available = self.n_samples_fit_ - 1
             note = " (with X=None a sample is not its own neighbour)"
         else:
-            X = self._validate_score_input(X)
+            # Always NumPy (a tensor is copied to the CPU).
+            X = super()._validate_score_input(tensor_to_numpy(X))
             n_queries = X.shape[0]
             available = self.n_samples_fit_
             note = ""

@@ -1,0 +1,331 @@
+"""partial_fit: exact streaming fits of MahalanobisDetector and KNNDetector.
+
+The reference is ``fit`` on the concatenated batches, plus independent
+computations: moments and Ledoit-Wolf shrinkage from NumPy/scikit-learn, and
+leave-one-out / out-of-fold offsets by refitting without each row.
+"""
+
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.covariance import EmpiricalCovariance, ledoit_wolf_shrinkage
+
+from sklearn_ood import KNNDetector, MahalanobisDetector
+from sklearn_ood.parallel import (
+    block_moments,
+    ledoit_wolf_from_moments,
+    merge_moments,
+    pool_moments,
+)
+
+RTOL = 1e-10
+
+
+def _data(n=160, d=5, seed=0):
+    rng = np.random.RandomState(seed)
+    mix = rng.normal(size=(d, d)) + 2 * np.eye(d)
+    X = rng.normal(size=(n, d)) @ mix * np.array([1.0, 10.0, 0.1, 3.0, 1.0])[:d] + 50
+    y = np.repeat([0, 1, 2], [n // 2, n // 4, n - n // 2 - n // 4])
+    perm = rng.permutation(n)
+    X, y = X[perm], y[perm]
+    # Class 2 only in the second half, so it first appears in a later batch.
+    order = np.argsort(y == 2, kind="stable")
+    X, y = X[order], y[order]
+    y[[3, 40, 100]] = -1  # known outliers, left out
+    T = rng.normal(size=(60, d)) @ mix + 50
+    return X, y, T
+
+
+SPLITS = [0, 25, 26, 90, 131]  # uneven batches, one of a single row
+
+
+def _stream(det, X, y=None, splits=SPLITS):
+    bounds = [*splits, len(X)]
+    for a, b in itertools.pairwise(bounds):
+        det.partial_fit(X[a:b], None if y is None else y[a:b])
+    return det
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300))
+
+
+# ---------------------------------------------------------------- moments
+def test_merged_moments_equal_direct_computation():
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(97, 4)) * [1.0, 5.0, 0.2, 2.0] + [3.0, -7.0, 100.0, 0.0]
+    cls = rng.randint(0, 2, size=97)
+    fold = np.arange(97) % 3
+    parts = [(0, 10), (10, 11), (11, 60), (60, 97)]
+    merged = block_moments(X[:0], cls[:0], fold[:0], 3, 2)
+    for a, b in parts:
+        merged = merge_moments(merged, block_moments(X[a:b], cls[a:b], fold[a:b], 3, 2))
+    for f in range(3):
+        for c in range(2):
+            rows = X[(fold == f) & (cls == c)]
+            E = rows - rows.mean(axis=0)
+            sq = np.sum(E**2, axis=1)
+            assert merged["count"][f, c] == len(rows)
+            assert_allclose(merged["mean"][f, c], rows.mean(axis=0), rtol=1e-13)
+            assert_allclose(merged["scatter"][f, c], E.T @ E, rtol=1e-10, atol=1e-9)
+            assert_allclose(merged["t3"][f, c], E.T @ sq, rtol=1e-9, atol=1e-7)
+            assert_allclose(merged["s4"][f, c], np.sum(sq**2), rtol=1e-10)
+    pooled = pool_moments(merged, keep=[True, False, True])
+    rows = X[fold != 1]
+    for c in range(2):
+        E = rows[cls[fold != 1] == c] - rows[cls[fold != 1] == c].mean(axis=0)
+        assert_allclose(pooled["scatter"][c], E.T @ E, rtol=1e-10, atol=1e-9)
+
+
+def test_ledoit_wolf_from_moments_matches_sklearn():
+    rng = np.random.RandomState(2)
+    X = rng.normal(size=(40, 6)) @ rng.normal(size=(6, 6)) + 4.0
+    m = block_moments(X, np.zeros(40, int), np.zeros(40, int), 1, 1)
+    E = X - X.mean(axis=0)
+    got = ledoit_wolf_from_moments(40, m["scatter"][0, 0], m["s4"][0, 0])
+    assert got == pytest.approx(ledoit_wolf_shrinkage(E, assume_centered=True))
+    assert ledoit_wolf_from_moments(5, np.ones((1, 1)), 1.0) == 0.0
+
+
+# ------------------------------------------------------- Mahalanobis exact
+MAHA_CONFIGS = [
+    {},
+    {"mode": "tied"},
+    {"mode": "per_class"},
+    {"mode": "partial", "components": (1, None)},
+    {"mode": "tied", "components": (0, 3)},
+    {"covariance": "ledoit_wolf"},
+    {"covariance": "ledoit_wolf", "mode": "per_class"},
+    {"covariance": "oas", "mode": "tied"},
+    {"covariance": 0.3},
+    {"covariance": "identity", "mode": "tied"},
+    {"eigenvalue_floor": 0.2},  # an active floor: out-of-fold offset
+    {"contamination": 0.2},
+]
+
+
+@pytest.mark.parametrize("params", MAHA_CONFIGS, ids=repr)
+def test_mahalanobis_partial_fit_equals_fit(params):
+    X, y, T = _data()
+    ref = MahalanobisDetector(**params).fit(X, y)
+    det = _stream(MahalanobisDetector(**params), X, y)
+    assert_array_equal(det.classes_, ref.classes_)
+    assert det.n_features_in_ == ref.n_features_in_
+    assert _rel(det.score_samples(T), ref.score_samples(T)) < RTOL
+    assert _rel(det.score_samples(X), ref.score_samples(X)) < RTOL
+    assert det.offset_ == pytest.approx(ref.offset_, rel=RTOL)
+    assert_allclose(det.means_, ref.means_, rtol=1e-12)
+    assert_allclose(det.covariance_, ref.covariance_, rtol=1e-9, atol=1e-9)
+    assert_array_equal(det.predict(T), ref.predict(T))
+
+
+def test_mahalanobis_partial_fit_matches_sklearn_covariance():
+    X, _, T = _data()
+    det = _stream(MahalanobisDetector(eigenvalue_floor=0), X)
+    emp = EmpiricalCovariance().fit(X)
+    assert _rel(det.mahalanobis(T), emp.mahalanobis(T)) < 1e-9
+
+
+def test_mahalanobis_partial_fit_string_labels_and_order():
+    X, y, T = _data()
+    names = np.array(["cat", "ant", "bee"])
+    labels = np.where(y == -1, "x", names[np.maximum(y, 0)]).astype(object)
+    labels[y == -1] = -1
+    ref = MahalanobisDetector(mode="tied").fit(X, labels)
+    det = _stream(MahalanobisDetector(mode="tied"), X, labels)
+    assert list(det.classes_) == ["ant", "bee", "cat"]
+    assert_array_equal(det.classes_, ref.classes_)
+    assert _rel(det.class_distances(T), ref.class_distances(T)) < RTOL
+    with pytest.raises(TypeError, match="one type for class labels"):
+        det.partial_fit(X[:5], np.arange(5))
+
+
+def test_mahalanobis_partial_fit_float32():
+    X, y, T = _data()
+    X32 = X.astype(np.float32)
+    ref = MahalanobisDetector(mode="tied").fit(X32, y)
+    det = _stream(MahalanobisDetector(mode="tied"), X32, y)
+    assert det.whitening_.dtype == np.float32
+    assert _rel(det.score_samples(T), ref.score_samples(T)) < 1e-4
+    assert det.offset_ == pytest.approx(ref.offset_, rel=1e-4)
+
+
+def _brute_force_loo(X, rows):
+    """Score of each X[i], i in rows, by a model fitted on X without row i."""
+    out = []
+    for i in rows:
+        det = MahalanobisDetector(eigenvalue_floor=0).fit(np.delete(X, i, axis=0))
+        out.append(det.score_samples(X[i : i + 1])[0])
+    return np.array(out)
+
+
+def test_offset_from_a_systematic_sample_beyond_the_cap():
+    X, _, _ = _data(n=150)
+    det = MahalanobisDetector(eigenvalue_floor=0)
+    det._max_offset_rows = 40
+    _stream(det, X, splits=[0, 30, 100])
+    kept = det._stream["rows_index"]
+    # 150 rows, at most 40 kept: every 4th row (stride doubled twice).
+    assert_array_equal(kept, np.arange(0, 150, 4))
+    assert_array_equal(det._stream["rows"], X[kept])
+    expected = np.percentile(_brute_force_loo(X, kept), 2.5)
+    assert det.offset_ == pytest.approx(expected, rel=1e-9)
+    # The model itself still uses every row.
+    ref = MahalanobisDetector(eigenvalue_floor=0).fit(X)
+    assert_allclose(det.covariance_, ref.covariance_, rtol=1e-10)
+
+
+def test_out_of_fold_offset_beyond_the_cap():
+    X, _, _ = _data(n=120)
+    det = MahalanobisDetector(covariance="ledoit_wolf")
+    det._max_offset_rows = 50
+    _stream(det, X, splits=[0, 70])
+    kept = det._stream["rows_index"]
+    assert_array_equal(kept, np.arange(0, 120, 4))
+    folds = np.arange(120) % 5
+    scores = []
+    for i in kept:  # fit's folds: row i is scored by a model without fold i % 5
+        sub = MahalanobisDetector(covariance="ledoit_wolf").fit(X[folds != i % 5])
+        scores.append(sub.score_samples(X[i : i + 1])[0])
+    assert det.offset_ == pytest.approx(np.percentile(scores, 2.5), rel=1e-9)
+
+
+def test_mahalanobis_partial_fit_errors_leave_state_unchanged():
+    X, y, T = _data()
+    det = MahalanobisDetector(mode="per_class").partial_fit(X[:40], y[:40])
+    before = det.score_samples(T)
+    with pytest.raises(ValueError, match="at least 2 samples per class"):
+        det.partial_fit(X[-1:], np.array([7]))
+    assert_array_equal(det.score_samples(T), before)
+    assert det._stream["n_seen"] == 40 - np.sum(y[:40] == -1)
+    with pytest.raises(ValueError, match="features"):
+        det.partial_fit(X[:5, :3], y[:5])
+    with pytest.raises(ValueError, match="labels y in every call or in none"):
+        det.partial_fit(X[40:50])
+    det.set_params(mode="tied")
+    with pytest.raises(ValueError, match="same 'mode'"):
+        det.partial_fit(X[40:50], y[40:50])
+    with pytest.raises(ValueError, match="at least 2 in-distribution samples"):
+        MahalanobisDetector().partial_fit(X[:1])
+    with pytest.raises(ValueError, match="'contamination' parameter"):
+        MahalanobisDetector(contamination=0.9).partial_fit(X)
+
+
+def test_mahalanobis_partial_fit_after_fit_warns_and_restarts():
+    X, _, T = _data()
+    det = MahalanobisDetector().fit(X)
+    with pytest.warns(UserWarning, match="starts a new model"):
+        det.partial_fit(X[:50])
+    ref = MahalanobisDetector().fit(X[:50])
+    assert _rel(det.score_samples(T), ref.score_samples(T)) < RTOL
+    # fit after partial_fit starts over too.
+    det.fit(X[50:])
+    assert not hasattr(det, "_stream")
+    ref = MahalanobisDetector().fit(X[50:])
+    assert_array_equal(det.score_samples(T), ref.score_samples(T))
+
+
+def test_partial_fit_does_not_mutate_input():
+    X, y, _ = _data()
+    X0, y0 = X.copy(), y.copy()
+    _stream(MahalanobisDetector(mode="tied"), X, y)
+    _stream(KNNDetector(metric="cosine"), X, y)
+    assert_array_equal(X, X0)
+    assert_array_equal(y, y0)
+
+
+# ---------------------------------------------------------------- KNN
+KNN_CONFIGS = [
+    {},
+    {"n_neighbors": 1},
+    {"n_neighbors": 3, "metric": "euclidean", "aggregation": "kth"},
+    {"n_neighbors": 4, "metric": "cosine", "aggregation": "sum"},
+]
+
+
+def _knn_data():
+    X, y, T = _data()
+    X[[10, 60]] = 0.0  # zero rows (cosine: distance 1 to everything)
+    X[70] = X[5]  # an exact duplicate
+    return X, y, T
+
+
+@pytest.mark.parametrize("params", KNN_CONFIGS, ids=repr)
+def test_knn_partial_fit_equals_fit(params):
+    X, y, T = _knn_data()
+    ref = KNNDetector(**params).fit(X, y)
+    det = _stream(KNNDetector(**params), X, y, splits=[0, 6, 7, 8, 90])
+    assert det.n_samples_fit_ == ref.n_samples_fit_ == np.sum(y != -1)
+    assert _rel(det.score_samples(T), ref.score_samples(T)) < RTOL
+    assert det.offset_ == pytest.approx(ref.offset_, rel=RTOL)
+    dist, ind = det.kneighbors(T)
+    ref_dist, ref_ind = ref.kneighbors(T)
+    assert_allclose(dist, ref_dist, rtol=RTOL)
+    assert_array_equal(ind, ref_ind)
+    # Leave-one-out distances of the training rows. Duplicates and the two
+    # zero rows are at distance ~0, computed as a difference of squared norms
+    # ~1e4: both sides are exact to ~1e-11 there (1e-5 after a square root).
+    loo, _ = det.kneighbors()
+    assert_allclose(loo, ref.kneighbors()[0], rtol=RTOL, atol=1e-5)
+
+
+def test_knn_partial_fit_offset_matches_brute_force_loo():
+    rng = np.random.RandomState(3)
+    X = rng.normal(size=(50, 3))
+    det = KNNDetector(n_neighbors=2, contamination=0.1)
+    for batch in np.array_split(X, 5):
+        det.partial_fit(batch)
+    D = np.sum((X[:, None, :] - X[None, :, :]) ** 2, axis=2)
+    np.fill_diagonal(D, np.inf)
+    loo = -np.sort(D, axis=1)[:, :2].mean(axis=1)
+    assert det.offset_ == pytest.approx(np.percentile(loo, 10), rel=1e-10)
+
+
+def test_knn_partial_fit_continues_fit():
+    X, _, T = _knn_data()
+    det = KNNDetector(n_neighbors=3).fit(X[:80]).partial_fit(X[80:])
+    ref = KNNDetector(n_neighbors=3).fit(X)
+    assert _rel(det.score_samples(T), ref.score_samples(T)) < RTOL
+    assert det.offset_ == pytest.approx(ref.offset_, rel=RTOL)
+
+
+def test_knn_partial_fit_float32_keeps_dtype_and_accuracy():
+    X, _, T = _knn_data()
+    det = _stream(KNNDetector(), X.astype(np.float32))
+    det.partial_fit(X[:3])  # a float64 batch joins in float32
+    assert det._reference.dtype == np.float32
+    ref = KNNDetector().fit(np.vstack([X, X[:3]]).astype(np.float32))
+    assert _rel(det.score_samples(T), ref.score_samples(T)) < 1e-4
+
+
+def test_knn_partial_fit_errors():
+    X, _, _ = _knn_data()
+    with pytest.raises(ValueError, match="n_neighbors < the number"):
+        KNNDetector(n_neighbors=5).partial_fit(X[:5])
+    det = KNNDetector(n_neighbors=2).partial_fit(X[:20])
+    with pytest.raises(ValueError, match="features"):
+        det.partial_fit(X[:5, :2])
+    det.set_params(n_neighbors=3)
+    with pytest.raises(ValueError, match="same 'n_neighbors' and 'metric'"):
+        det.partial_fit(X[20:30])
+    det.set_params(n_neighbors=2)
+    # A batch of known outliers only adds nothing.
+    before = det.offset_
+    det.partial_fit(X[20:25], -np.ones(5))
+    assert det.n_samples_fit_ == 20 and det.offset_ == before
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: MahalanobisDetector(mode="tied"), lambda: KNNDetector()]
+)
+def test_stream_survives_pickling(make):
+    X, y, T = _data()
+    det = make().partial_fit(X[:70], y[:70])
+    det = pickle.loads(pickle.dumps(det)).partial_fit(X[70:], y[70:])
+    ref = make().fit(X, y)
+    assert _rel(det.score_samples(T), ref.score_samples(T)) < RTOL
+    assert det.offset_ == pytest.approx(ref.offset_, rel=RTOL)
