@@ -21,7 +21,7 @@ maximise the detection accuracy on the validation OOD samples.
 
 # %%
 # Data: a training split without OOD samples, a validation split with some
-# -----------------------------------------------------------------------
+# ------------------------------------------------------------------------
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.datasets import load_digits

@@ -559,7 +559,7 @@ default="empirical"
         return self._network_outputs(self._validated(X))[0].numpy()
 
     def class_distances(self, X) -> np.ndarray:
-        """Mahalanobis distance ``D_c`` of each sample to each class.
+        """Compute the Mahalanobis distance ``D_c`` of each sample to each class.
 
         Parameters
         ----------

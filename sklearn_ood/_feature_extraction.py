@@ -511,7 +511,7 @@ default="auto"
         return self._extract(X)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Names of the output features: ``"<layer>__<index>"``.
+        """Get the names of the output features: ``"<layer>__<index>"``.
 
         Dots in layer names become underscores (``"layer1.3"`` gives
         ``"layer1_3__0"``, ...); the group of ``layers=None`` is ``"output"``, and

@@ -737,7 +737,7 @@ default=None
         return self._group_scores(self._detectors(), self._cols, self._as_input(X))
 
     def score_samples(self, X) -> np.ndarray:
-        """Scores of the pre-processed inputs: higher means more normal.
+        """Score the pre-processed inputs: higher means more normal.
 
         Parameters
         ----------

@@ -291,8 +291,12 @@ class _Progress:
             if tqdm is not None
             else None
         )
+        # Without tqdm, ``verbose`` gives a one-line summary at the end.
+        self._summary = verbose and self._bar is None
+        self._desc, self._done, self._start = desc, 0, time.perf_counter()
 
     def update(self, n: int) -> None:
+        self._done += n
         if self._bar is not None:
             self._bar.update(n)
 
@@ -305,6 +309,11 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+        elif self._summary:
+            elapsed = time.perf_counter() - self._start
+            print(
+                f"{self._desc}: {self._done} images in {elapsed:.1f} s", file=sys.stderr
+            )
 
 
 def _report_failed(failed: list[tuple[str, str]]) -> None:

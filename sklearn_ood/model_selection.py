@@ -155,7 +155,7 @@ class _ThresholdMixin(OutlierMixin):
         return self.estimator_.feature_names_in_
 
     def score_samples(self, X) -> np.ndarray:
-        """Scores of the fitted detector: higher means more normal.
+        """Score samples with the fitted detector: higher means more normal.
 
         Parameters
         ----------
@@ -394,6 +394,7 @@ callable or None, default="detection_accuracy"
         - ``"prefit"``: ``detector`` is already fitted and scores all of ``X``
           (which should then be data it was not fitted on); needs
           ``refit=False``.
+
         Rows that fall in several test folds get the mean of their scores.
     refit : bool, default=True
         Refit the detector on all in-distribution rows after the threshold is

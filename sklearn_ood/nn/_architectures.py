@@ -252,7 +252,18 @@ class WideResNet(nn.Module):
             _keras_dense_(self.fc_aux)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled penultimate features of shape ``(N, 64 k)``."""
+        """Compute the pooled penultimate features.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, C, H, W)
+            Input images.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, 64 * widen_factor)
+            Globally pooled features of the last group.
+        """
         out = self.group3(self.group2(self.group1(self.conv1(x))))
         out = torch.relu(self.bn(out))
         return torch.flatten(self.pool(out), 1)
@@ -260,7 +271,19 @@ class WideResNet(nn.Module):
     def forward(
         self, x: torch.Tensor
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(N, num_classes)``, or ``(logits, aux_logits)`` with an aux head."""
+        """Compute the logits (and those of the auxiliary head, if any).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, C, H, W)
+            Input images.
+
+        Returns
+        -------
+        torch.Tensor or tuple of torch.Tensor
+            Logits ``(N, num_classes)``, or ``(logits, aux_logits)`` with an
+            auxiliary head.
+        """
         features = self.forward_features(x)
         logits = self.fc(features)
         if self.fc_aux is None:
@@ -356,7 +379,18 @@ class LeNet(nn.Module):
         self.fc3 = nn.Linear(feature_dim, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Deep features (the last hidden layer), shape ``(N, feature_dim)``."""
+        """Compute the deep features (the last hidden layer).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, C, H, W)
+            Input images of the size given by ``input_size``.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, feature_dim)
+            The deep features.
+        """
         if tuple(x.shape[-2:]) != self.input_size:
             raise ValueError(
                 f"LeNet was built for {self.input_size[0]}x{self.input_size[1]} inputs "
@@ -369,7 +403,20 @@ class LeNet(nn.Module):
         return torch.relu(out) if self.feature_activation else out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(features, logits)``; ``logits = fc3(features)``."""
+        """Return the deep features and the logits.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, C, H, W)
+            Input images of the size given by ``input_size``.
+
+        Returns
+        -------
+        features : torch.Tensor of shape (N, feature_dim)
+            The deep features (:meth:`forward_features`).
+        logits : torch.Tensor of shape (N, num_classes)
+            ``fc3(features)``.
+        """
         features = self.forward_features(x)
         return features, self.fc3(features)
 
@@ -432,7 +479,18 @@ class MLPHead(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape ``(N,)`` (higher = more likely main data)."""
+        """Compute the logits (higher = more likely main data).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, in_features)
+            Deep features.
+
+        Returns
+        -------
+        torch.Tensor of shape (N,)
+            One logit per sample.
+        """
         return self.layers(x).squeeze(-1)
 
 
@@ -528,7 +586,18 @@ class VGGEmbedding(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Embedding of shape ``(N, embedding_dim)``."""
+        """Compute the embedding.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, C, H, W)
+            Input images of the size given by ``input_size``.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, embedding_dim)
+            The embedding.
+        """
         if tuple(x.shape[-2:]) != self.input_size:
             raise ValueError(
                 f"VGGEmbedding was built for {self.input_size[0]}x"

@@ -324,7 +324,14 @@ class EfficientNetLite0(nn.Module):
                 module.bias.zero_()
 
     def get_classifier(self) -> nn.Module:
-        """Return the classifier layer (timm API)."""
+        """Return the classifier layer (timm API).
+
+        Returns
+        -------
+        torch.nn.Module
+            The final ``Linear`` layer, or an identity after
+            ``reset_classifier(0)``.
+        """
         return self.classifier
 
     def reset_classifier(
@@ -335,6 +342,14 @@ class EfficientNetLite0(nn.Module):
         ``num_classes=0`` installs an identity, so :meth:`forward` returns the pooled
         features. The new layer is initialised as in the constructor, from a local
         generator seeded by ``random_state``.
+
+        Parameters
+        ----------
+        num_classes : int
+            Number of outputs of the new classifier; ``0`` for an identity.
+        random_state : int, torch.Generator or None, default=None
+            Seeds the initialisation of the new layer; torch's global random
+            state is left unchanged.
         """
         if isinstance(num_classes, bool) or not isinstance(num_classes, int):
             raise TypeError(
@@ -354,20 +369,55 @@ class EfficientNetLite0(nn.Module):
         self._init_weights(generator, classifier)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the last feature map, shape ``(N, 1280, h, w)`` (after BN-ReLU6)."""
+        """Return the last feature map (after BN-ReLU6).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, 3, H, W)
+            Normalised images.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, 1280, h, w)
+            The feature map of the final 1x1 convolution.
+        """
         x = self.bn1(self.conv_stem(x))
         x = self.blocks(x)
         return self.bn2(self.conv_head(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool a feature map; return the pooled ``(N, 1280)`` features or logits."""
+        """Pool a feature map; return the pooled features or the logits.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, 1280, h, w)
+            Output of :meth:`forward_features`.
+        pre_logits : bool, default=False
+            Return the pooled features instead of the logits.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, 1280) or (N, num_classes)
+            Pooled features (``pre_logits=True``) or logits.
+        """
         x = self.global_pool(x)
         if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits, shape ``(N, num_classes)``."""
+        """Return the logits.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, 3, H, W)
+            Normalised images.
+
+        Returns
+        -------
+        torch.Tensor of shape (N, num_classes)
+            Logits (the pooled features after ``reset_classifier(0)``).
+        """
         return self.forward_head(self.forward_features(x))
 
 

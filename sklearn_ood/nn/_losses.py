@@ -163,7 +163,7 @@ class CenterLoss(nn.Module):
         ----------
         features : torch.Tensor of shape (n_samples, feature_dim)
             Deep features.
-        y : torch.Tensor of shape (n_samples,), integer
+        y : torch.Tensor of int of shape (n_samples,)
             Class labels; samples labelled ``-1`` are ignored.
 
         Returns
@@ -189,7 +189,7 @@ class CenterLoss(nn.Module):
         ----------
         features : torch.Tensor of shape (n_samples, feature_dim)
             Deep features of the batch (detached here).
-        y : torch.Tensor of shape (n_samples,), integer
+        y : torch.Tensor of int of shape (n_samples,)
             Class labels; samples labelled ``-1`` are ignored.
         """
         y = self._check_inputs(features, y)

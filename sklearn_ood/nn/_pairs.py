@@ -167,7 +167,7 @@ class PairSampler:
         return self.n_ood_ > 0 and (int(batch_index) + 1) % self.ood_every == 0
 
     def counts(self, n_left: int, batch_index: int = 0) -> tuple[int, int, int]:
-        """Numbers of similar, in-in dissimilar and in-OOD pairs of a batch.
+        """Count the similar, in-in dissimilar and in-OOD pairs of a batch.
 
         Parameters
         ----------
@@ -178,7 +178,12 @@ class PairSampler:
 
         Returns
         -------
-        n_similar, n_dissimilar, n_ood : int
+        n_similar : int
+            Number of same-class pairs.
+        n_dissimilar : int
+            Number of different-class pairs of two in-distribution items.
+        n_ood : int
+            Number of pairs of an in-distribution item and a known OOD item.
         """
         n_sim = _n_of(self.similar_ratio, n_left)
         n_ood = (
@@ -351,7 +356,11 @@ def sample_pairs(
         Training labels, ``-1`` for known OOD samples.
     left : array-like of int of shape (n_left,)
         Indices into ``y`` of in-distribution items.
-    similar_ratio, ood_ratio, ood_every
+    similar_ratio : float, default=0.25
+        As in :class:`PairSampler`.
+    ood_ratio : float, default=0.25
+        As in :class:`PairSampler`.
+    ood_every : int, default=2
         As in :class:`PairSampler`.
     batch_index : int, default=0
         Position of the batch in the epoch (OOD batches: 1, 3, 5, ... by

@@ -48,6 +48,11 @@ _NONFINITE = ("raise", "warn")
 class TrainingHistory(list):
     """Per-epoch mean training losses, as a list, with a few extra attributes.
 
+    Parameters
+    ----------
+    losses : iterable of float, default=()
+        Initial losses.
+
     Attributes
     ----------
     lrs : list of float
@@ -57,6 +62,13 @@ class TrainingHistory(list):
         ``on_nonfinite="warn"``, or an ``epoch_end`` callback returning True).
     stop_reason : str or None
         Why training stopped early.
+
+    Examples
+    --------
+    >>> from sklearn_ood.nn import TrainingHistory
+    >>> history = TrainingHistory([0.9, 0.5])
+    >>> history[-1], history.stopped_early
+    (0.5, False)
     """
 
     def __init__(self, losses: Iterable[float] = ()) -> None:

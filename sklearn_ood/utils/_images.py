@@ -36,7 +36,7 @@ _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 class ImageInfo:
     """What :func:`check_images` found out about its input.
 
-    Attributes
+    Parameters
     ----------
     was_uint8 : bool
         The input had dtype uint8 (pixel values 0..255, kept on that scale).
@@ -48,6 +48,14 @@ class ImageInfo:
         Name of the input dtype.
     is_tensor : bool
         The input was a torch tensor.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.utils import check_images
+    >>> _, info = check_images(np.zeros((2, 8, 8, 3), dtype=np.uint8))
+    >>> info.layout, info.input_channels, info.was_uint8
+    ('NHWC', 3, True)
     """
 
     was_uint8: bool
