@@ -29,7 +29,7 @@ RTOL = 1e-8
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=4, threads_per_worker=1, processes=False, dashboard_address=None
     ) as cluster:
         assert cluster.scheduler_address.startswith("inproc://")
         with distributed.Client(cluster) as c:
