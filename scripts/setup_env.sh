@@ -15,10 +15,14 @@ want="$(cat pyproject.toml requirements/constraints.txt | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing sklearn-ood and its test/demo dependencies"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -c requirements/constraints.txt \
-    -e ".[all,test]" 2>&1 | grep -v -E "^(WARNING: Location|$)" || true
-  .venv/bin/python -c "import sklearn_ood, torch, sklearn" \
-    || { echo "[setup] installation failed" >&2; exit 1; }
+  log=.venv/pip-install.log
+  if ! .venv/bin/python -m pip install -q -c requirements/constraints.txt \
+      -e ".[all,test]" > "$log" 2>&1 \
+      || ! .venv/bin/python -c "import sklearn_ood, torch, sklearn"; then
+    grep -v "^WARNING: Location" "$log" | tail -n 40 >&2
+    echo "[setup] installation failed (full log: $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 # Fashion-MNIST from Debian (30 MB), when we may install system packages.
