@@ -133,9 +133,16 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     _min_samples = 2
 
     # -- input validation -------------------------------------------------
-    def _validate_fit_input(self, X):
+    def _validate_fit_input(self, X, reset=True):
+        # Torch tensors (CPU or GPU) are accepted and copied to NumPy.
+        from .parallel import tensor_to_numpy
+
         return validate_data(
-            self, X, dtype=[np.float64, np.float32], ensure_min_samples=1
+            self,
+            tensor_to_numpy(X),
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=1,
+            reset=reset,
         )
 
     def _validate_score_input(self, X):

@@ -17,7 +17,7 @@ from scipy.linalg.blas import get_blas_funcs
 from sklearn.base import _fit_context
 from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDetector, split_outlier_labels
 from .parallel import (
@@ -28,7 +28,6 @@ from .parallel import (
     ledoit_wolf_from_moments,
     pool_moments,
     scoring_device,
-    tensor_to_numpy,
     torch_chunk,
     update_stream,
 )
@@ -284,15 +283,6 @@ class MahalanobisDetector(BaseDetector):
                 f"MahalanobisDetector needs at least {self._min_samples} "
                 f"in-distribution samples, got {n} sample{'s' if n != 1 else ''}."
             )
-
-    def _validate_fit_input(self, X, reset=True):
-        return validate_data(
-            self,
-            tensor_to_numpy(X),
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=1,
-            reset=reset,
-        )
 
     def _fit(self, X, y, X_outliers):
         del X_outliers  # known outliers are not part of a Gaussian fit

@@ -12,7 +12,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseDetector, split_outlier_labels
 from .parallel import (
@@ -189,15 +189,6 @@ class KNNDetector(BaseDetector):
         self.device = device
 
     # ------------------------------------------------------------------ fit
-    def _validate_fit_input(self, X, reset=True):
-        return validate_data(
-            self,
-            tensor_to_numpy(X),
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=1,
-            reset=reset,
-        )
-
     def _fit(self, X, y, X_outliers):
         del y, X_outliers  # unsupervised: labels and known outliers unused
         check_device_param(self)
