@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from numbers import Integral, Real
 from typing import Any
 
@@ -32,7 +31,7 @@ from ._ensemble import LayerEnsembleDetector, _inlier_folds
 from ._mahalanobis import MahalanobisDetector
 from ._neighbors import KNNDetector
 from .nn._device import resolve_device
-from .utils._images import center_crop, check_images, resize_images
+from .utils._images import check_images
 
 __all__ = ["InputPreprocessingDetector", "fgsm"]
 
@@ -319,38 +318,6 @@ def _forward(ext, module, x, needed=None) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def _scale(ext, is_uint8: bool) -> float:
-    if isinstance(ext.input_range, str):  # "auto"
-        return 255.0 if is_uint8 else 1.0
-    return float(ext.input_range)
-
-
-def _resize_normalise(ext, xb: torch.Tensor) -> torch.Tensor:
-    """The extractor's resize, center crop and normalisation of a batch."""
-    prep = ext.preprocessing_
-    size = prep["image_size"]
-    if size is not None:
-        th, tw = size
-        pct = prep["crop_pct"]
-        sh, sw = math.floor(th / pct), math.floor(tw / pct)
-        height, width = xb.shape[-2:]
-        if sh == sw:
-            if min(height, width) != sh:
-                xb = resize_images(xb, sh, interpolation=prep["interpolation"])
-        else:
-            factor = max(sh / height, sw / width)
-            new = (max(sh, int(height * factor)), max(sw, int(width * factor)))
-            if new != (height, width):
-                xb = resize_images(xb, new, interpolation=prep["interpolation"])
-        if tuple(xb.shape[-2:]) != (th, tw):
-            xb = center_crop(xb, (th, tw))
-    if prep["mean"] is not None:
-        xb = (xb - _channel_view(prep["mean"], 4, xb)) / _channel_view(
-            prep["std"], 4, xb
-        )
-    return xb
-
-
 def _network_inputs(ext, X, device):
     """Yield ``(start, stop, x)``: pre-processed network inputs of ``X``."""
     step = ext.batch_size
@@ -366,18 +333,20 @@ def _network_inputs(ext, X, device):
                 f"X has {data.shape[1]} features, but InputPreprocessingDetector is "
                 f"expecting {expected} features as input."
             )
-        scale = _scale(ext, is_uint8)
+        scale = ext._scale(is_uint8)
         for start in range(0, data.shape[0], step):
             xb = torch.from_numpy(np.array(data[start : start + step])).to(device)
             yield start, start + xb.shape[0], xb / scale if scale != 1.0 else xb
         return
     for start in range(0, X.shape[0], step):
         xb, info = check_images(X[start : start + step], channels=ext.input_channels_)
-        scale = _scale(ext, info.was_uint8)
+        scale = ext._scale(info.was_uint8)
         xb = xb.to(device)
         if scale != 1.0:
             xb = xb / scale
-        yield start, start + xb.shape[0], _resize_normalise(ext, xb)
+        # The extractor's own resize, center crop and normalisation (torch ops,
+        # differentiable), so the gradient path cannot drift from transform().
+        yield start, start + xb.shape[0], ext._preprocess(xb)
 
 
 def _input_std(ext, x: torch.Tensor) -> torch.Tensor:
