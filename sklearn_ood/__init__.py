@@ -1,11 +1,10 @@
 """sklearn-ood: out-of-distribution and anomaly detection with a scikit-learn API.
 
 Every detector follows scikit-learn's outlier contract (see
-:mod:`sklearn_ood._base`): ``score_samples`` higher = more normal,
+:mod:`sklearn_ood.base`): ``score_samples`` higher = more normal,
 ``decision_function = score_samples - offset_``, ``predict`` in {+1, -1}.
 """
 
-from ._base import AUTO_CONTAMINATION
 from ._center_loss import CenterLossDetector
 from ._ensemble import LayerEnsembleDetector
 from ._feature_extraction import TorchFeatureExtractor
@@ -14,6 +13,7 @@ from ._mahalanobis import MahalanobisDetector
 from ._metric_learning import MetricLearningDetector
 from ._neighbors import KNNDetector
 from ._preprocessing import InputPreprocessingDetector, fgsm
+from .base import AUTO_CONTAMINATION
 
 __version__ = "0.1.0.dev0"
 

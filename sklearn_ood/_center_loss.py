@@ -526,12 +526,15 @@ default="empirical"
         self.head_history_ = list(history)
         self.head_ = head.to("cpu").eval()
 
-    def _offset_from_scores(self, scores) -> float:
+    def _set_calibration(self, scores, rows=None) -> None:
         # "auto" is the paper's rule: D_c <= theta_c for some c, i.e. score >= 0
         # (or sigmoid >= 0.5 for the MLP head), so the offset is 0.
         if self.contamination == "auto":
-            return 0.0
-        return super()._offset_from_scores(scores)
+            self.calibration_scores_ = np.asarray(scores, dtype=np.float64)
+            self._calibration_rows = rows
+            self.offset_ = 0.0
+            return
+        super()._set_calibration(scores, rows)
 
     # ------------------------------------------------------------------ scoring
     def _score(self, X):

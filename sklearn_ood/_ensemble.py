@@ -13,14 +13,14 @@ from numbers import Integral
 from typing import Any
 
 import numpy as np
-from sklearn.base import _fit_context, clone
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseDetector
 from ._mahalanobis import MahalanobisDetector
+from .base import BaseDetector
 
 __all__ = ["LayerEnsembleDetector", "lee_logistic_regression"]
 
@@ -308,29 +308,6 @@ default="auto"
         return "classifier"
 
     # --------------------------------------------------------------- fit
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None):
-        """Fit the per-group detectors and the combiner.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Features of in-distribution samples, plus known OOD samples where
-            ``y == -1``.
-        y : array-like of shape (n_samples,), default=None
-            Class labels of the in-distribution rows (passed to the
-            per-group detectors, e.g. for ``mode="tied"``); ``-1`` marks a
-            known OOD sample, used only to train the combiner.
-
-        Returns
-        -------
-        self : LayerEnsembleDetector
-            The fitted detector.
-        """
-        # BaseDetector.fit without its skip of nested parameter validation:
-        # the per-group detectors' parameters are validated when they fit.
-        return BaseDetector.fit.__wrapped__(self, X, y)
-
     def _fit(self, X, y, X_outliers):
         return self._fit_groups(X, y, X_outliers)
 

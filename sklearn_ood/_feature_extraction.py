@@ -28,9 +28,9 @@ from sklearn.utils.validation import (
 )
 from torch import nn
 
+from .images import center_crop, check_images, resize_images
 from .nn._device import resolve_device
 from .nn._training import TorchEstimatorMixin, _get_tqdm, build_module
-from .utils._images import center_crop, check_images, resize_images
 
 __all__ = ["TorchFeatureExtractor"]
 
@@ -236,7 +236,7 @@ default="auto"
     Notes
     -----
     Images ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` (NumPy or torch, any
-    real dtype; see :func:`sklearn_ood.utils.check_images` for the channel axis) are
+    real dtype; see :func:`sklearn_ood.images.check_images` for the channel axis) are
     converted batch by batch to float32 ``(N, C, H, W)``, grey replicated to
     ``input_channels_``, divided by ``input_range``, resized and cropped,
     normalised, then passed to the network. Without a ``pretrained_cfg`` the

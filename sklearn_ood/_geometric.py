@@ -24,12 +24,12 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._image_base import BaseImageDetector
+from .images import to_minus1_1
 from .nn._architectures import WideResNet
 from .nn._device import resolve_device
 from .nn._training import build_module, predict_batches, train_module
 from .nn._transforms import PRESETS, GeometricTransformations
 from .stats import dirichlet_mle, dirichlet_normality_score
-from .utils._images import to_minus1_1
 
 __all__ = ["DirichletTransformDetector"]
 

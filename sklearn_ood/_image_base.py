@@ -2,7 +2,7 @@
 
 These detectors (geometric transformations, center loss, metric learning) take
 images, not feature vectors: ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)``,
-uint8 or float, NumPy or torch (see :func:`sklearn_ood.utils._images.check_images`).
+uint8 or float, NumPy or torch (see :func:`sklearn_ood.images.check_images`).
 They share:
 
 - input validation (``_validate_fit_input`` / ``_validate_score_input``): images
@@ -26,9 +26,9 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseDetector
+from .base import BaseDetector
+from .images import check_images
 from .nn._training import TorchEstimatorMixin
-from .utils._images import check_images
 
 __all__ = ["BaseImageDetector"]
 

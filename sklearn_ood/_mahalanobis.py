@@ -19,7 +19,7 @@ from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseDetector, split_outlier_labels
+from .base import BaseDetector
 from .parallel import (
     TorchInput,
     check_device_param,
@@ -32,6 +32,7 @@ from .parallel import (
     update_stream,
 )
 from .utils._chunking import _chunk_rows
+from .utils._labels import split_outlier_labels
 
 __all__ = ["MahalanobisDetector"]
 
@@ -711,10 +712,10 @@ class MahalanobisDetector(BaseDetector):
             scores = self._oof_from_moments(
                 rows, rows_class, new["rows_index"], model, moments
             )
-        offset = self._offset_from_scores(scores)
+        self._offset_from_scores(scores)  # validate before committing
         # Everything computed: commit (an error above leaves the detector as it was).
         self._commit(classes, model, dtype)
-        self.offset_ = offset
+        self._set_calibration(scores)
         self._stream = new
         return self
 

@@ -14,7 +14,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseDetector, split_outlier_labels
+from .base import BaseDetector
 from .parallel import (
     TorchInput,
     check_device_param,
@@ -25,6 +25,7 @@ from .parallel import (
     torch_chunk,
 )
 from .utils._chunking import _chunk_rows
+from .utils._labels import split_outlier_labels
 
 __all__ = ["KNNDetector"]
 
@@ -466,10 +467,11 @@ class KNNDetector(BaseDetector):
             new, k, reference=(Z, z_sq), exclude_offset=n_old
         ):
             loo[n_old + sl.start : n_old + sl.stop] = values
-        offset = self._offset_from_scores(-self._aggregate(loo))
+        self._offset_from_scores(-self._aggregate(loo))  # validate first
         self._mean, self._shift = mean, shift
         self._reference, self._reference_sq, self._loo = Z, z_sq, loo
-        self.n_samples_fit_, self.offset_ = n_old + m, offset
+        self.n_samples_fit_ = n_old + m
+        self._set_calibration(-self._aggregate(loo))
         return self
 
     def kneighbors(

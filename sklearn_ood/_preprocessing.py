@@ -26,12 +26,13 @@ from sklearn.utils._param_validation import HasMethods, Interval, validate_param
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._base import BaseDetector, split_outlier_labels
 from ._ensemble import LayerEnsembleDetector, _inlier_folds
 from ._mahalanobis import MahalanobisDetector
 from ._neighbors import KNNDetector
+from .base import BaseDetector
+from .images import check_images
 from .nn._device import resolve_device
-from .utils._images import check_images
+from .utils._labels import split_outlier_labels
 
 __all__ = ["InputPreprocessingDetector", "fgsm"]
 
@@ -554,7 +555,7 @@ default=None
                 f"samples, got {n_in} sample{'s' if n_in != 1 else ''}."
             )
         scores = self._fit(X_in, y_in, X_out)
-        self.offset_ = self._offset_from_scores(np.asarray(scores, dtype=np.float64))
+        self._set_calibration(scores)
         return self
 
     def _fit(self, X_in, y_in, X_out):
@@ -587,7 +588,7 @@ default=None
 
             det.n_features_in_ = F_in.shape[1]
             oof = det._fit_groups(F_in, y_in, F_out, score_fn=score_fn)
-            det.offset_ = det._offset_from_scores(oof)
+            det._set_calibration(oof)
             self.detector_ = det
             self._cols = cols
             return oof

@@ -6,7 +6,7 @@ The two wrappers mirror scikit-learn's
 detectors: they keep the wrapped detector's ``score_samples`` and replace its
 ``offset_``, so that ``predict`` accepts a chosen share of in-distribution data
 or maximises a detection metric. Both keep the outlier contract of
-:mod:`sklearn_ood._base` (``decision_function = score_samples - offset_``,
+:mod:`sklearn_ood.base` (``decision_function = score_samples - offset_``,
 ``predict`` in {+1, -1}) and accept any detector with ``fit`` and
 ``score_samples``, or a :class:`~sklearn.pipeline.Pipeline` ending in one.
 
@@ -34,7 +34,7 @@ from sklearn.utils import _safe_indexing, get_tags, indexable
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._base import split_outlier_labels
+from .utils._labels import split_outlier_labels
 
 __all__ = ["FixedThresholdDetector", "TunedThresholdDetectorCV"]
 

@@ -22,10 +22,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import sys
-import warnings
-from numbers import Number
-from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
@@ -33,6 +29,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted
 
 from .utils._chunking import _chunk_rows
+from .utils._labels import check_label_kinds
 
 __all__ = ["ParallelPostFit", "fit_dask"]
 
@@ -167,23 +164,6 @@ def ledoit_wolf_from_moments(n: float, scatter, s4: float) -> float:
     return 0.0 if beta == 0 else float(beta / delta)
 
 
-def _numeric_labels(a):
-    if a.dtype.kind == "O":
-        return all(isinstance(v, Number) for v in a)
-    return a.dtype.kind in "iufb"
-
-
-def check_label_kinds(new, old):
-    """Refuse to mix numeric and string class labels across batches."""
-    numeric = [_numeric_labels(a) for a in (new, old) if len(a)]
-    if len(set(numeric)) > 1:
-        raise TypeError(
-            f"y holds labels of dtype {new.dtype} but earlier batches had labels of "
-            f"dtype {old.dtype}; use one type for class labels in every batch."
-        )
-    return new
-
-
 def add_classes(stream, y_in):
     """Classes after a batch, the batch's class indices, and re-indexed state."""
     old_classes = stream["classes"]
@@ -259,17 +239,13 @@ def update_stream(old, X, y_in, labelled: bool, max_rows: int) -> dict:
 _DEVICE_NAMES = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
-class TorchInput(NamedTuple):
-    """Validated input for the torch scoring path: the data and where to score."""
-
-    data: Any  # a torch.Tensor (any device) or a validated NumPy array
-    device: Any  # torch.device
-
-
-def is_tensor(X) -> bool:
-    """Whether ``X`` is a torch tensor (without importing torch)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and torch.is_tensor(X)
+from .utils._tensors import (  # noqa: E402,F401
+    TorchInput,
+    check_tensor,
+    is_tensor,
+    tensor_to_numpy,
+    torch_chunk,
+)
 
 
 def check_device_param(estimator) -> None:
@@ -307,59 +283,6 @@ def scoring_device(estimator, X=None):
     from .nn._device import resolve_device
 
     return resolve_device(dev)
-
-
-def tensor_to_numpy(X):
-    """A CPU NumPy view or copy of a tensor; anything else unchanged."""
-    if is_tensor(X):
-        return X.detach().cpu().numpy()
-    return X
-
-
-def check_tensor(estimator, X):
-    """Validate a 2-D tensor against a fitted estimator, as ``validate_data``."""
-    name = type(estimator).__name__
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected a 2D tensor, got a {X.ndim}D tensor of shape "
-            f"{tuple(X.shape)} instead."
-        )
-    if X.is_complex():
-        raise TypeError(f"Complex data not supported; got a {X.dtype} tensor.")
-    if X.shape[0] < 1:
-        raise ValueError(
-            f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a "
-            f"minimum of 1 is required by {name}."
-        )
-    if X.shape[1] != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but {name} is expecting "
-            f"{estimator.n_features_in_} features as input."
-        )
-    if hasattr(estimator, "feature_names_in_"):
-        warnings.warn(
-            f"X does not have valid feature names, but {name} was fitted with "
-            "feature names",
-            UserWarning,
-            stacklevel=3,
-        )
-    return X
-
-
-def torch_chunk(X, sl, device):
-    """Rows ``sl`` of ``X`` (tensor or array): a finite float32 tensor on ``device``."""
-    import torch
-
-    xb = X[sl]
-    xb = torch.from_numpy(np.ascontiguousarray(xb)) if not torch.is_tensor(xb) else xb
-    xb = xb.detach().to(device=device, dtype=torch.float32)
-    # As scikit-learn: a finite sum proves every entry finite without the
-    # element-wise check's temporaries (a full-size copy in torch).
-    if not bool(torch.isfinite(xb.sum())) and not bool(torch.isfinite(xb).all()):
-        raise ValueError(
-            "Input X contains NaN or infinity (or a value too large for float32)."
-        )
-    return xb
 
 
 # ================================================================= Dask
@@ -426,7 +349,7 @@ def _maha_rows(xb, yb, g0, plan):
     """Inlier rows of a block, their class indices and training-row indices."""
     from sklearn.utils.validation import check_array
 
-    from ._base import split_outlier_labels
+    from .utils._labels import split_outlier_labels
 
     xb = check_array(xb, dtype=[np.float64, np.float32])
     cls = np.zeros(xb.shape[0], dtype=np.intp)
@@ -461,7 +384,7 @@ def _maha_block_scores(det, xb, yb, g0, state, out_of_fold):
 
 
 def _label_pass(y_block):
-    from ._base import split_outlier_labels
+    from .utils._labels import split_outlier_labels
 
     y_in, _ = split_outlier_labels(y_block, len(y_block))
     return len(y_in), np.unique(y_in)
@@ -565,7 +488,7 @@ def fit_dask(estimator, X, y=None):
         )
         if all(s is not None for s in scores):
             break
-    estimator.offset_ = estimator._offset_from_scores(np.concatenate(scores))
+    estimator._set_calibration(np.concatenate(scores))
     return estimator
 
 

@@ -22,6 +22,7 @@ from sklearn.utils.estimator_checks import (
 from sklearn_ood._center_loss import CenterLossDetector
 from sklearn_ood.metrics import auroc, auroc_scorer
 from sklearn_ood.nn import LeNet, torch_threads
+from tests._calibration import conformal_threshold
 
 SIZE = 12
 # Linear 4-d features keep every class covariance full rank, so the reference
@@ -178,7 +179,9 @@ def test_float_contamination_uses_held_out_percentile(data):
     # The holdout split is the first draw from the detector's random state.
     fit_idx, hold_idx = det._holdout_split(len(X), y, check_random_state(0))
     assert len(hold_idx) == 18
-    assert_allclose(det.offset_, np.percentile(det.score_samples(X[hold_idx]), 20))
+    assert_allclose(
+        det.offset_, conformal_threshold(det.score_samples(X[hold_idx]), 0.2)
+    )
     F_fit, _ = _reference_features(det.module_, X[fit_idx])
     D = _reference_distances(F_fit, y[fit_idx], F_fit)
     y_fit = y[fit_idx]

@@ -140,7 +140,10 @@ def test_contamination_share_on_new_data(params):
         # out-of-fold training scores: only close to leave-one-out
         assert abs(share - 0.1) <= 0.03
     else:
-        assert abs(share - 0.1) <= 1.0 / n
+        # offset_ is the k-th smallest leave-one-out score, k = floor(0.1 (n+1)):
+        # k - 1 rows lie strictly below it.
+        k = int(np.floor(0.1 * (n + 1)))
+        assert share == pytest.approx((k - 1) / n)
     # predict on the training rows themselves flags at most that share
     assert np.mean(pipe.predict(X) == -1) <= 0.1 + 1.0 / n
 
@@ -182,7 +185,18 @@ def test_fit_predict_predict_decision(detector):
     X_new = X + np.random.RandomState(0).normal(scale=2.0, size=X.shape)
     labels = clone(detector).fit_predict(X, y)
     det = clone(detector).fit(X, y)
-    assert_array_equal(labels, det.predict(X))
+    # fit_predict flags exactly floor(c n) training rows: those with the lowest
+    # calibration (leave-one-out / out-of-fold) scores, as IsolationForest.
+    c = 0.025 if det.contamination == "auto" else det.contamination
+    cal = det.calibration_scores_
+    assert cal.shape == (len(X),)
+    m = int(np.floor(c * len(X)))
+    assert np.sum(labels == -1) == m
+    assert_array_equal(
+        np.sort(np.flatnonzero(labels == -1)), np.sort(np.argsort(cal)[:m])
+    )
+    # predict on the memorised training rows flags no more than that
+    assert np.sum(det.predict(X) == -1) <= m
 
     pred = det.predict(X_new)
     assert pred.dtype.kind == "i"

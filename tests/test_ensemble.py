@@ -9,6 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_ood import KNNDetector, MahalanobisDetector
 from sklearn_ood._ensemble import LayerEnsembleDetector, lee_logistic_regression
+from tests._calibration import conformal_threshold
 
 GROUPS = {"low": slice(0, 3), "high": np.array([3, 4, 5, 6])}
 
@@ -64,7 +65,9 @@ def test_logistic_combiner_equals_hand_assembled_ensemble():
     S_test = _final_scores(X, y, X_test, GROUPS, tied)
     np.testing.assert_allclose(ens.layer_scores(X_test), S_test)
     np.testing.assert_allclose(ens.score_samples(X_test), lr.decision_function(S_test))
-    assert ens.offset_ == pytest.approx(np.percentile(lr.decision_function(oof), 2.5))
+    assert ens.offset_ == pytest.approx(
+        conformal_threshold(lr.decision_function(oof), 0.025)
+    )
     np.testing.assert_allclose(ens.combiner_.coef_, lr.coef_)
     assert list(ens.feature_groups_) == ["low", "high"]
     # Lee's settings: L2, Cs=10, accuracy
@@ -105,7 +108,9 @@ def test_mean_standardized_rule_without_outliers():
     X_test = np.random.RandomState(3).normal(size=(12, 7))
     S = _final_scores(X, None, X_test, g, lambda: _NoY(KNNDetector(n_neighbors=3)))
     np.testing.assert_allclose(ens.score_samples(X_test), ((S - mu) / sd).mean(1))
-    assert ens.offset_ == pytest.approx(np.percentile(((oof - mu) / sd).mean(1), 2.5))
+    assert ens.offset_ == pytest.approx(
+        conformal_threshold(((oof - mu) / sd).mean(1), 0.025)
+    )
     assert ens.combiner_ is None
     # "auto" ignores -1 rows with the unsupervised rule forced
     forced = LayerEnsembleDetector(

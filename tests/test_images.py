@@ -1,10 +1,10 @@
-"""Tests of sklearn_ood.utils._images: image validation and pre-processing."""
+"""Tests of sklearn_ood.images: image validation and pre-processing."""
 
 import numpy as np
 import pytest
 import torch
 
-from sklearn_ood.utils import (
+from sklearn_ood.images import (
     center_crop,
     check_images,
     resize_images,

@@ -13,6 +13,7 @@ from scipy.spatial.distance import cdist
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 
 from sklearn_ood import MahalanobisDetector
+from tests._calibration import conformal_threshold
 
 RTOL = 1e-6
 
@@ -285,10 +286,12 @@ def _by_hand_out_of_fold(params):
 def _check_offsets(params, train_scores):
     for c in [0.05, 0.1, 0.25, 0.5]:
         det = MahalanobisDetector(contamination=c, **params).fit(X_SMALL, Y_SMALL)
-        expected = np.percentile(train_scores, 100 * c)
+        expected = conformal_threshold(train_scores, c)
         assert det.offset_ == pytest.approx(expected, rel=RTOL)
     det = MahalanobisDetector(**params).fit(X_SMALL, Y_SMALL)  # "auto"
-    assert det.offset_ == pytest.approx(np.percentile(train_scores, 2.5), rel=RTOL)
+    assert det.offset_ == pytest.approx(
+        conformal_threshold(train_scores, 0.025), rel=RTOL
+    )
 
 
 def test_small_data_exercises_cross_class_terms():
@@ -537,4 +540,4 @@ def test_floored_leave_one_out_matches_refits(mode):
         keep = np.arange(X.shape[0]) != i
         ref = MahalanobisDetector(mode=mode).fit(X[keep], y[keep])
         loo.append(ref.score_samples(X[i : i + 1])[0])
-    assert det.offset_ == pytest.approx(np.percentile(loo, 10), rel=1e-3)
+    assert det.offset_ == pytest.approx(conformal_threshold(loo, 0.1), rel=1e-3)

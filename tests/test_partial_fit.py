@@ -20,6 +20,7 @@ from sklearn_ood.parallel import (
     merge_moments,
     pool_moments,
 )
+from tests._calibration import conformal_threshold
 
 RTOL = 1e-10
 
@@ -172,7 +173,7 @@ def test_offset_from_a_systematic_sample_beyond_the_cap():
     # 150 rows, at most 40 kept: every 4th row (stride doubled twice).
     assert_array_equal(kept, np.arange(0, 150, 4))
     assert_array_equal(det._stream["rows"], X[kept])
-    expected = np.percentile(_brute_force_loo(X, kept), 2.5)
+    expected = conformal_threshold(_brute_force_loo(X, kept), 0.025)
     assert det.offset_ == pytest.approx(expected, rel=1e-9)
     # The model itself still uses every row.
     ref = MahalanobisDetector(eigenvalue_floor=0).fit(X)
@@ -191,7 +192,7 @@ def test_out_of_fold_offset_beyond_the_cap():
     for i in kept:  # fit's folds: row i is scored by a model without fold i % 5
         sub = MahalanobisDetector(covariance="ledoit_wolf").fit(X[folds != i % 5])
         scores.append(sub.score_samples(X[i : i + 1])[0])
-    assert det.offset_ == pytest.approx(np.percentile(scores, 2.5), rel=1e-9)
+    assert det.offset_ == pytest.approx(conformal_threshold(scores, 0.025), rel=1e-9)
 
 
 def test_mahalanobis_partial_fit_errors_leave_state_unchanged():
@@ -282,7 +283,7 @@ def test_knn_partial_fit_offset_matches_brute_force_loo():
     D = np.sum((X[:, None, :] - X[None, :, :]) ** 2, axis=2)
     np.fill_diagonal(D, np.inf)
     loo = -np.sort(D, axis=1)[:, :2].mean(axis=1)
-    assert det.offset_ == pytest.approx(np.percentile(loo, 10), rel=1e-10)
+    assert det.offset_ == pytest.approx(conformal_threshold(loo, 0.1), rel=1e-10)
 
 
 def test_knn_partial_fit_continues_fit():

@@ -16,10 +16,14 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Options
 from torch import nn
 
 __all__ = [
+    "DEVICE_CONSTRAINT",
+    "DeviceWarning",
     "TorchEstimatorMixin",
+    "compute_device",
     "cpu_state_dict",
     "draw_seed",
     "resolve_device",
@@ -28,21 +32,61 @@ __all__ = [
     "torch_threads",
 ]
 
-_CUDA_PATTERN = re.compile(r"^cuda(:\d+)?$")
+_DEVICE_NAMES = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 # Seeds are drawn in [0, 2**31 - 1) so that they fit every torch and numpy seeding API.
 _MAX_SEED = np.iinfo(np.int32).max
 
 
+class DeviceWarning(UserWarning):
+    """A device asked for is not available and the computation falls back.
+
+    For example ``device="cuda"`` on a machine without CUDA runs on the CPU
+    (so that an estimator configured on a GPU machine still runs, and a fitted
+    one still loads, elsewhere). Filter it with
+    ``warnings.filterwarnings("ignore", category=DeviceWarning)``.
+    """
+
+
+class _DeviceOption(Options):
+    """scikit-learn parameter constraint: 'auto', 'cpu', 'cuda', 'cuda:N' or a device.
+
+    A subclass of scikit-learn's ``Options`` (the only way to plug a constraint
+    into ``_parameter_constraints``) that also accepts ``cuda:N`` and devices.
+    """
+
+    def __init__(self):
+        super().__init__(str, {"auto", "cpu", "cuda"})
+
+    def is_satisfied_by(self, val) -> bool:
+        if isinstance(val, torch.device):
+            return True
+        return isinstance(val, str) and bool(_DEVICE_NAMES.match(val.strip().lower()))
+
+    def __str__(self) -> str:
+        return "'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device"
+
+
+#: The one ``_parameter_constraints`` entry of every ``device`` parameter.
+DEVICE_CONSTRAINT = [_DeviceOption()]
+
+#: What ``device`` means, for the docstrings of every estimator that has one.
+DEVICE_DOC = """Where the computation runs: ``"auto"`` is the first GPU when CUDA
+        is available and the CPU otherwise; ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"`` (or a :class:`torch.device`) name a device. A CUDA device
+        asked for on a machine without CUDA falls back to the CPU with a
+        :class:`~sklearn_ood.nn.DeviceWarning`."""
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn a user-facing ``device`` parameter into a :class:`torch.device`.
+    """Turn a ``device`` parameter into an available :class:`torch.device`.
 
     Parameters
     ----------
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         ``"auto"`` selects the first CUDA device when one is available and the CPU
         otherwise. A CUDA device asked for on a machine without CUDA falls back to the
-        CPU with a :class:`UserWarning`, so that an estimator configured on a GPU
+        CPU with a :class:`DeviceWarning`, so that an estimator configured on a GPU
         machine still runs (and a fitted one still loads) elsewhere.
 
     Returns
@@ -62,23 +106,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     >>> resolve_device("cpu")
     device(type='cpu')
     """
+    if not _DeviceOption().is_satisfied_by(device):
+        raise ValueError(
+            "The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or a "
+            f"torch.device. Got {device!r} instead."
+        )
     if isinstance(device, torch.device):
         dev = device
-    elif isinstance(device, str):
+    else:
         name = device.strip().lower()
         if name == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if name != "cpu" and not _CUDA_PATTERN.match(name):
-            raise ValueError(
-                "The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or a "
-                f"torch.device. Got {device!r} instead."
-            )
         dev = torch.device(name)
-    else:
-        raise ValueError(
-            "The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or a "
-            f"torch.device. Got {device!r} of type {type(device).__name__} instead."
-        )
 
     if dev.type != "cuda":
         return dev
@@ -86,7 +125,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         warnings.warn(
             f"The 'device' parameter asks for the GPU ({str(dev)!r}) but CUDA is not "
             "available on this machine; falling back to the CPU.",
-            UserWarning,
+            DeviceWarning,
             stacklevel=2,
         )
         return torch.device("cpu")
@@ -95,6 +134,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             f"The 'device' parameter asks for {str(dev)!r} but only "
             f"{torch.cuda.device_count()} CUDA device(s) are available."
         )
+    return dev
+
+
+def compute_device(device, X=None) -> torch.device | None:
+    """Where a feature detector computes on ``X``: a torch device, or None for NumPy.
+
+    The input selects the library and ``device`` the place: NumPy input that
+    is computed on the CPU stays in NumPy (None); a torch tensor is computed
+    with torch, on its own device under ``"auto"`` when it already lies on a
+    GPU; anything computed on a GPU uses torch there.
+    """
+    tensor = X is not None and torch.is_tensor(X)
+    if isinstance(device, str) and device.strip().lower() == "auto" and tensor:
+        if X.device.type == "cuda":
+            return X.device
+    dev = resolve_device(device)
+    if dev.type == "cpu" and not tensor:
+        return None
     return dev
 
 
@@ -353,22 +410,28 @@ class TorchEstimatorMixin:
         else:
             self.__dict__.update(state)
 
-    def _module_on_device(self, attr: str, device: torch.device) -> nn.Module:
-        """Return ``getattr(self, attr)`` on ``device`` (a cached copy if it moves)."""
+    def _module_on_device(
+        self, attr: str, device: torch.device, *, channels_last: bool = False
+    ) -> nn.Module:
+        """``getattr(self, attr)`` on ``device``, in evaluation mode.
+
+        The one way a fitted module reaches a device: the CPU module itself when
+        it is usable as it is, otherwise a copy (moved, and in the channels-last
+        memory format when asked) made once and cached until the module changes.
+        """
         module = getattr(self, attr)
         current = _module_device(module)
-        if current is None or _same_device(current, device):
+        if not channels_last and (current is None or _same_device(current, device)):
             return module
         cache_name = f"_cache_{attr}"
+        key = (module, str(device), channels_last)
         cached = self.__dict__.get(cache_name)
-        if (
-            cached is not None
-            and cached[0] is module
-            and _same_device(cached[1], device)
-        ):
-            return cached[2]
+        if cached is not None and cached[0] is module and cached[1:3] == key[1:]:
+            return cached[3]
         moved = copy.deepcopy(module).to(device).eval()
-        setattr(self, cache_name, (module, device, moved))
+        if channels_last:
+            moved = moved.to(memory_format=torch.channels_last)
+        setattr(self, cache_name, (*key, moved))
         return moved
 
     def _clear_torch_cache(self) -> None:

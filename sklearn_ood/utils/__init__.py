@@ -1,5 +1,6 @@
-"""Small utilities shared by the estimators."""
+"""Internal utilities (NumPy / scikit-learn only): chunking, labels, tensors, ranges.
 
-from ._images import ImageInfo, center_crop, check_images, resize_images, to_minus1_1
+Nothing here is public API; image helpers live in :mod:`sklearn_ood.images`.
+"""
 
-__all__ = ["ImageInfo", "center_crop", "check_images", "resize_images", "to_minus1_1"]
+__all__: list[str] = []

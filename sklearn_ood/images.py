@@ -52,7 +52,7 @@ class ImageInfo:
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ood.utils import check_images
+    >>> from sklearn_ood.images import check_images
     >>> _, info = check_images(np.zeros((2, 8, 8, 3), dtype=np.uint8))
     >>> info.layout, info.input_channels, info.was_uint8
     ('NHWC', 3, True)
@@ -117,7 +117,7 @@ def check_images(
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ood.utils import check_images
+    >>> from sklearn_ood.images import check_images
     >>> x, info = check_images(np.zeros((2, 28, 28), dtype=np.uint8), channels=3)
     >>> tuple(x.shape), x.dtype, info.was_uint8
     ((2, 3, 28, 28), torch.float32, True)
@@ -302,7 +302,7 @@ def resize_images(
     Examples
     --------
     >>> import torch
-    >>> from sklearn_ood.utils import resize_images
+    >>> from sklearn_ood.images import resize_images
     >>> tuple(resize_images(torch.zeros(2, 3, 40, 80), 20).shape)
     (2, 3, 20, 40)
     """
@@ -350,7 +350,7 @@ def center_crop(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     Examples
     --------
     >>> import torch
-    >>> from sklearn_ood.utils import center_crop
+    >>> from sklearn_ood.images import center_crop
     >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
     >>> center_crop(x, 2)[0, 0].tolist()
     [[5.0, 6.0], [9.0, 10.0]]
@@ -386,7 +386,7 @@ def to_minus1_1(x: torch.Tensor) -> torch.Tensor:
     Examples
     --------
     >>> import torch
-    >>> from sklearn_ood.utils import to_minus1_1
+    >>> from sklearn_ood.images import to_minus1_1
     >>> to_minus1_1(torch.tensor([0.0, 127.5, 255.0])).tolist()
     [-1.0, 0.0, 1.0]
     """

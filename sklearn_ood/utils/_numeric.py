@@ -1,0 +1,60 @@
+"""The safe numeric range of 2-D feature input.
+
+Distances and covariances square the features. A float32 feature of 1e20 is
+finite, but its square (1e40) is not representable in float32, and a float64
+feature of 1e160 squares past float64's range. :func:`check_feature_range`
+keeps every detector's arithmetic finite: float32 input whose squared norms
+could overflow float32 is promoted to float64 (exact, and float64 holds the
+squares of any float32 value), and input whose squared norms would overflow
+even float64 is refused with an error that names the range found.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["check_feature_range", "max_safe_abs"]
+
+# Head-room factor between the largest squared norm the input can produce and
+# the largest finite float: sums of a few such terms (|x|^2 + |y|^2 - 2 x.y,
+# scatter accumulations over rows) stay finite.
+_HEADROOM = 2.0**16
+
+
+def max_safe_abs(dtype, n_features: int) -> float:
+    """Largest ``|x_j|`` with ``n_features * x_j**2 * 2**16 < finfo(dtype).max``."""
+    big = float(np.finfo(dtype).max)
+    return float(np.sqrt(big / (_HEADROOM * max(int(n_features), 1))))
+
+
+def check_feature_range(X, name: str = "X"):
+    """Promote float32 features to float64 when their squares need it; refuse
+    features whose squares overflow float64.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Validated, finite features.
+    name : str, default="X"
+        Name used in the error message.
+
+    Returns
+    -------
+    X : ndarray
+        ``X`` itself, or a float64 copy of float32 ``X`` whose squared norms
+        could overflow float32.
+    """
+    if X.size == 0:
+        return X
+    peak = float(np.max(np.abs(X)))
+    d = X.shape[1] if X.ndim == 2 else 1
+    if peak > max_safe_abs(np.float64, d):
+        raise ValueError(
+            f"{name} holds values up to {peak:.3g} in absolute value; with "
+            f"{d} feature(s) their squared distances overflow float64. Rescale "
+            f"the features to at most {max_safe_abs(np.float64, d):.3g} in "
+            "absolute value (e.g. with sklearn.preprocessing.StandardScaler)."
+        )
+    if X.dtype == np.float32 and peak > max_safe_abs(np.float32, d):
+        return X.astype(np.float64)
+    return X
