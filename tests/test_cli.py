@@ -514,3 +514,22 @@ def test_python_m_exit_status(tmp_path):
     )
     assert result.returncode == 2
     assert "no image files (" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "n_flagged, n, verdict", [(2, 200, "within"), (1, 1000, "NOT within")]
+)
+def test_demo_flagged_share_line(n_flagged, n, verdict):
+    """The demo's share against its target, with the binomial standard error:
+    scipy's Binomial(n, 0.025) standard deviation divided by n."""
+    from scipy.stats import binom
+
+    from sklearn_ood._demo import flagged_share_line
+
+    line = flagged_share_line(n_flagged / n, n, 0.025)
+    se = binom(n, 0.025).std() / n
+    z = (n_flagged / n - 0.025) / se
+    assert f"{100 * n_flagged / n:.1f}% of {n} held-out normal images" in line
+    assert f"standard error {100 * se:.2f} points" in line
+    assert f"{verdict} two standard errors of the target: z = {z:+.1f}" in line
+    assert (abs(z) <= 2) == (verdict == "within")
