@@ -30,8 +30,9 @@ With :func:`sklearn_ood.images.iter_images` (the batched
 channel and RGB otherwise, at ``size = (floor(height / crop_pct), floor(width /
 crop_pct))``, where ``(height, width)`` and ``crop_pct`` come from the
 extractor's ``preprocessing_``; the model crops the central ``height x width``
-window itself. So ``model.score_samples(load_images(paths, size=size))`` in
-Python gives the scores of the CSV.
+window itself. An extractor without ``image_size`` gets the files as they are
+(they must then have one size). So ``model.score_samples(load_images(paths,
+size=size, mode=mode))`` in Python gives the scores of the CSV.
 """
 
 from __future__ import annotations
@@ -160,28 +161,40 @@ def _image_paths(source: str, recursive: bool) -> list[str]:
     raise _CLIError(f"'{source}' is neither a folder, an image file nor a file list.")
 
 
-def _input_geometry(extractor) -> tuple[tuple[int, int], str]:
-    """File loading size and Pillow mode that suit a fitted extractor."""
+def _input_geometry(extractor) -> tuple[tuple[int, int] | None, str]:
+    """File loading size (None: as they are) and mode that suit an extractor."""
     pre = extractor.preprocessing_
+    mode = "L" if extractor.input_channels_ == 1 else "RGB"
     if pre["image_size"] is None:
-        raise _CLIError(
-            "the model's TorchFeatureExtractor has image_size=None; the command "
-            "line needs a fixed input size (set image_size when fitting)."
-        )
+        return None, mode
     height, width = pre["image_size"]
     crop = pre["crop_pct"]
-    size = (math.floor(height / crop), math.floor(width / crop))
-    mode = "L" if extractor.input_channels_ == 1 else "RGB"
-    return size, mode
+    return (math.floor(height / crop), math.floor(width / crop)), mode
 
 
 def _image_batches(paths, size, mode, batch_size):
+    """:func:`iter_images` (checked now, read lazily); errors as ``_CLIError``."""
     try:
-        return iter_images(
+        batches = iter_images(
             paths, batch_size=batch_size, size=size, mode=mode, errors="skip"
         )
     except ImportError as exc:
         raise _CLIError(str(exc)) from exc
+    return _size_errors_as_cli_errors(batches)
+
+
+def _size_errors_as_cli_errors(batches):
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except ValueError as exc:  # images of several sizes with size=None
+            raise _CLIError(
+                "the model's TorchFeatureExtractor has image_size=None, so files "
+                f"are read at their own size, which must be one: {exc}"
+            ) from exc
+        yield batch
 
 
 class _Progress:

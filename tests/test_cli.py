@@ -258,6 +258,32 @@ def test_score_saved_models_equals_python(
         assert np.all((table["p_value"] > 0) & (table["p_value"] <= 1))
 
 
+def test_extractor_without_image_size_reads_files_as_they_are(
+    image_dir, readable, tmp_path, capsys
+):
+    """A network fitted on images of one size, with no resizing (image_size is
+    "auto", i.e. None for a model without a pretrained_cfg): the files are read
+    at their own size, which must then be one."""
+    paths, _ = readable
+    pngs = [p for p in paths if p.endswith(".png")]  # 28 x 28 each
+    images = load_images(pngs, mode="RGB")
+    extractor = TorchFeatureExtractor(TinyNet, device="cpu", random_state=0)
+    model = Pipeline([("f", extractor), ("d", KNNDetector())]).fit(images)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    listing = tmp_path / "pngs.txt"
+    listing.write_text("\n".join(pngs))
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(path), str(listing), "-o", str(out)]) == 0
+    table = _read_csv(out)
+    assert table["path"] == pngs
+    _assert_csv_equals_python(table, joblib.load(path), images)
+    capsys.readouterr()
+    assert main(["score", str(path), str(image_dir), "-o", str(out)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "image_size=None" in line and "28x28" in line and "30x40" in line
+
+
 def test_single_image_file(readable, fitted_model, tmp_path, capsys):
     paths, _ = readable
     out = tmp_path / "one.csv"
