@@ -214,8 +214,8 @@ def _source_items(source, recursive: bool, owner: str) -> list[Any]:
                 f"{source.shape} and dtype {source.dtype}: pass list(X) to load each "
                 "of its images."
             )
-    elif hasattr(source, "tolist") and not isinstance(source, (list, tuple)):
-        source = source.tolist()  # pandas Series / Index of paths
+    elif type(source).__module__.startswith("pandas") and hasattr(source, "tolist"):
+        source = source.tolist()  # a Series or an Index of paths
     if not isinstance(source, (list, tuple)):
         raise TypeError(
             f"The 'source' parameter of {owner} must be a path, a folder or a list "

@@ -414,6 +414,9 @@ def test_sources_paths_pil_arrays_and_order(image_files, tmp_path):
     assert paths == sorted(str(p) for p in image_files)
     X2 = load_images(np.array(paths), size=size)
     np.testing.assert_array_equal(X, X2)
+    import pandas as pd  # a test dependency
+
+    np.testing.assert_array_equal(load_images(pd.Series(paths), size=size), X)
     # arrays of every accepted shape
     grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
     for a in (grey, grey[..., None]):
@@ -493,6 +496,7 @@ def test_different_sizes_need_size(image_files):
         ("nowhere/x.png", {}, FileNotFoundError, "neither a file nor a folder"),
         (np.zeros((2, 4, 4), np.uint8), {}, TypeError, r"list\(X\)"),
         (7, {}, TypeError, "'source' parameter of load_images"),
+        (torch.zeros(2, 4, 4), {}, TypeError, "Got Tensor instead"),
         ([], {}, ValueError, "empty list"),
         ([3], {}, TypeError, "Item 0 of the 'source'"),
         ([np.zeros((4, 4))], {}, TypeError, "dtype uint8"),
