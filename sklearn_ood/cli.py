@@ -570,8 +570,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=run_demo)
 
     images_help = (
-        "a folder of images (PNG, JPEG, ...), a text file with one image path per "
-        "line (relative paths are relative to the list's folder; '#' starts a "
+        "a folder of images (PNG, JPEG, ...){} or a text file with one image path "
+        "per line (relative paths are relative to the list's folder; '#' starts a "
         "comment)"
     )
     fit = sub.add_parser(
@@ -584,7 +584,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "files are skipped with a warning."
         ),
     )
-    fit.add_argument("images", help=images_help)
+    fit.add_argument("images", help=images_help.format(""))
     fit.add_argument("model", help="output file for the fitted model (joblib)")
     fit.add_argument(
         "--backbone",
@@ -641,7 +641,7 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
     score.add_argument("model", help="saved model file (joblib)")
-    score.add_argument("images", help=images_help + ", or one image file")
+    score.add_argument("images", help=images_help.format(", one image file"))
     score.add_argument(
         "-o",
         "--output",
