@@ -112,6 +112,18 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _seed(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, 2**32 - 1]; got {value!r}"
+        )
+    return number
+
+
 def _device(value: str) -> str:
     try:
         with warnings.catch_warnings():
@@ -556,16 +568,21 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument(
-        "--n-fit", type=int, default=1500, help="images of the pipeline's class"
+        "--n-fit",
+        type=_positive_int,
+        default=1500,
+        help="images of the pipeline's class",
     )
     demo.add_argument(
-        "--n-train", type=int, default=300, help="images per class (table)"
+        "--n-train", type=_positive_int, default=300, help="images per class (table)"
     )
-    demo.add_argument("--n-test", type=int, default=2000, help="test images")
-    demo.add_argument("--image-size", type=int, default=64, help="input pixels")
-    demo.add_argument("--batch-size", type=int, default=64)
+    demo.add_argument("--n-test", type=_positive_int, default=2000, help="test images")
+    demo.add_argument(
+        "--image-size", type=_positive_int, default=64, help="input pixels"
+    )
+    demo.add_argument("--batch-size", type=_positive_int, default=64)
     demo.add_argument("--normal-class", type=int, default=0, choices=range(10))
-    demo.add_argument("--random-state", type=int, default=0)
+    demo.add_argument("--random-state", type=_seed, default=0)
     demo.add_argument("--verbose", action="store_true", help="progress bars")
     demo.set_defaults(func=run_demo)
 

@@ -516,6 +516,22 @@ def test_bad_arguments(args, message, image_dir, tmp_path, capsys):
     assert message in _one_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n-test", "0"], "must be a positive integer; got '0'"),
+        (["--n-fit", "-5"], "must be a positive integer; got '-5'"),
+        (["--random-state", "-1"], "must be an integer in [0, 2**32 - 1]"),
+        (["--normal-class", "10"], "invalid choice"),
+    ],
+)
+def test_demo_bad_arguments(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", *args])
+    assert exc.value.code == 2
+    assert message in _one_line(capsys.readouterr().err)
+
+
 def test_score_rejects_a_model_without_an_extractor(image_dir, tmp_path, capsys):
     path = tmp_path / "det.joblib"
     joblib.dump(MahalanobisDetector(), path)
