@@ -5,157 +5,89 @@ Subcommands
 ``demo``
     The canonical pipeline on Fashion-MNIST (offline data), with OOD reports.
 ``fit``
-    Fit a detector on a folder of normal images (PNG/JPEG, read with Pillow) on
-    top of a pretrained backbone's features, and save the fitted
-    :class:`~sklearn.pipeline.Pipeline` with joblib.
+    Fit a detector on a folder of normal images on top of a pretrained
+    backbone's features, and save the fitted :class:`~sklearn.pipeline.Pipeline`
+    with joblib.
 ``score``
-    Score a folder of images, or a text file listing one image path per line,
-    with a saved model; writes a CSV with the columns ``path``, ``score``
-    (``score_samples``: higher = more normal) and ``is_outlier`` (1 where
-    ``predict`` is -1, else 0).
+    Score images (a folder, one image file, or a text file listing one path per
+    line) with a saved model; writes a CSV with the columns ``path``, ``score``
+    (``score_samples``: higher = more normal), ``offset`` (the model's
+    ``offset_``), ``decision`` (``decision_function``), ``p_value``
+    (``p_values``, empty when the model has none), ``prediction`` (``predict``:
+    +1 inlier, -1 outlier) and ``is_outlier`` (1 where ``prediction`` is -1).
 
 Files that cannot be read (corrupt, truncated, not an image) are skipped with a
 warning on stderr and listed at the end; the command still succeeds. No image
-found (an empty folder or list), a missing input, or a model that cannot be used
-is an error with exit status 2.
+found, no readable image, a missing input, an output that cannot be written or a
+model that cannot be used is an error: one line on stderr, exit status 2. An
+output file is written under a temporary name in its folder and renamed when
+complete, so a failed command leaves an existing file as it was.
 
 How files become arrays
 -----------------------
-Each file is opened with Pillow, rotated by its EXIF orientation, converted to
-RGB (grey when the network takes one channel) and resized and centre-cropped to
-``floor(height / crop_pct) x floor(width / crop_pct)`` with
-:func:`PIL.ImageOps.fit` (bicubic), where ``(height, width)`` and ``crop_pct``
-come from the extractor's ``preprocessing_``. The saved pipeline then takes the
-resulting ``(n_images, H, W, 3)`` uint8 array (and crops the central
-``height x width`` window itself), so the same scores are obtained in Python with
-``joblib.load(path).score_samples(images)``.
+With :func:`sklearn_ood.images.iter_images` (the batched
+:func:`~sklearn_ood.images.load_images`), grey when the network takes one
+channel and RGB otherwise, at ``size = (floor(height / crop_pct), floor(width /
+crop_pct))``, where ``(height, width)`` and ``crop_pct`` come from the
+extractor's ``preprocessing_``; the model crops the central ``height x width``
+window itself. An extractor without ``image_size`` gets the files as they are
+(they must then have one size). So ``model.score_samples(load_images(paths,
+size=size, mode=mode))`` in Python gives the scores of the CSV.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
+import os
+import secrets
+import shutil
 import sys
 import time
-from collections.abc import Iterator
+import warnings
 from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from . import __version__
+from ._demo import run_demo
+from ._feature_extraction import TorchFeatureExtractor
+from ._mahalanobis import MahalanobisDetector
+from ._neighbors import KNNDetector
+from .images import IMAGE_SUFFIXES, iter_images, list_image_files
+from .nn import resolve_device
 
 __all__ = ["main"]
 
-#: File suffixes (case-insensitive) read from a folder.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Images loaded and scored at once, as a multiple of the batch size.
 _CHUNK_BATCHES = 8
+_COLUMNS = (
+    "path",
+    "score",
+    "offset",
+    "decision",
+    "p_value",
+    "prediction",
+    "is_outlier",
+)
 
 
 class _CLIError(Exception):
-    """A user error: printed without a traceback, exit status 2."""
+    """A user error: printed on one line without a traceback, exit status 2."""
 
 
-def _demo(args) -> int:
-    import numpy as np
-    from sklearn.pipeline import Pipeline
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line (``prog: error: message``), exit status 2."""
 
-    from . import KNNDetector, MahalanobisDetector, TorchFeatureExtractor
-    from .datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, one_vs_rest_split
-    from .metrics import auroc, ood_report
-
-    t_start = time.perf_counter()
-    rng = np.random.RandomState(args.random_state)
-    X_train_all, y_train_all = load_fashion_mnist(subset="train")
-    X_test, y_test = load_fashion_mnist(subset="test")
-    # A class-stratified sample so that the demo runs in minutes on a CPU.
-    train_idx = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(y_train_all == c), args.n_train, replace=False)
-            for c in range(10)
-        ]
-    )
-    test_idx = np.sort(rng.choice(len(y_test), args.n_test, replace=False))
-    X_train, y_train = X_train_all[train_idx], y_train_all[train_idx]
-    X_test, y_test = X_test[test_idx], y_test[test_idx]
-    print(
-        f"Fashion-MNIST one-vs-rest, {args.n_test} test images (all classes), "
-        f"EfficientNet-Lite0 (ImageNet) features at {args.image_size} px.\n"
-    )
-
-    # 1. The canonical pipeline, end to end, for one normal class, fitted on
-    # more images than features (1280) so the covariance is well estimated.
-    normal = args.normal_class
-    X_fit, _, X_eval, y_eval = one_vs_rest_split(
-        X_train_all,
-        y_train_all,
-        X_test,
-        y_test,
-        normal,
-        n_train=args.n_fit,
-        random_state=args.random_state,
-    )
-    pipe = Pipeline(
-        [
-            (
-                "feat",
-                TorchFeatureExtractor(
-                    "efficientnet_lite0",
-                    image_size=args.image_size,
-                    batch_size=args.batch_size,
-                    verbose=args.verbose,
-                ),
-            ),
-            # 1500 images for 1280 features: shrink the covariance (the
-            # empirical one is nearly singular, which makes the held-out
-            # estimate behind offset_ pessimistic).
-            ("ood", MahalanobisDetector(mode="marginal", covariance="ledoit_wolf")),
-        ]
-    )
-    t0 = time.perf_counter()
-    pipe.fit(X_fit)
-    scores = pipe.score_samples(X_eval)
-    flagged = np.mean(pipe.predict(X_eval)[y_eval == 1] == -1)
-    print(
-        f"Pipeline(TorchFeatureExtractor, MahalanobisDetector) trained on "
-        f"'{FASHION_MNIST_CLASSES[normal]}' ({len(X_fit)} images) in "
-        f"{time.perf_counter() - t0:.1f} s; {100 * flagged:.1f}% of held-out normal "
-        "images flagged (contamination='auto' targets 2.5%)."
-    )
-    print(ood_report(y_eval, {"mahalanobis (pipeline)": scores}))
-
-    # 2. All ten classes: extract features once, compare detectors.
-    extractor = pipe.named_steps["feat"]
-    F_train = extractor.transform(X_train)
-    F_test = extractor.transform(X_test)
-    detectors = {
-        "Mahalanobis marginal": MahalanobisDetector(mode="marginal"),
-        "Mahalanobis Ledoit-Wolf": MahalanobisDetector(covariance="ledoit_wolf"),
-        "kNN k=2 (DN2)": KNNDetector(n_neighbors=2),
-    }
-    aurocs = {name: [] for name in detectors}
-    for c in range(10):
-        y_true = np.where(y_test == c, 1, -1)
-        for name, det in detectors.items():
-            det.fit(F_train[y_train == c])
-            aurocs[name].append(auroc(y_true, det.score_samples(F_test)))
-    width = max(len(n) for n in FASHION_MNIST_CLASSES)
-    print(
-        f"\nAUROC per normal class (one-vs-rest, {args.n_train} training images "
-        "per class):"
-    )
-    header = f"{'class':<{width}} " + " ".join(f"{n:>24}" for n in detectors)
-    print(header)
-    for c in range(10):
-        row = " ".join(f"{aurocs[n][c]:>24.4f}" for n in detectors)
-        print(f"{FASHION_MNIST_CLASSES[c]:<{width}} {row}")
-    means = " ".join(f"{np.mean(aurocs[n]):>24.4f}" for n in detectors)
-    print(f"{'mean':<{width}} {means}")
-    print(
-        "\nPapers (full data): DN2 94.4, GEOM 93.5, OC-SVM 92.8 mean AUROC; "
-        "see benchmarks/RESULTS.md for the full protocol."
-    )
-    print(f"Total time {time.perf_counter() - t_start:.1f} s.")
-    return 0
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+# ---------------------------------------------------------------- arguments
 def _contamination(value: str):
     if value == "auto":
         return value
@@ -180,115 +112,113 @@ def _positive_int(value: str) -> int:
     return number
 
 
-# ---------------------------------------------------------------- image files
-def _collect_paths(source: str, recursive: bool) -> list[str]:
-    """Image paths of a folder (sorted) or of a list file (in its order)."""
+def _seed(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, 2**32 - 1]; got {value!r}"
+        )
+    return number
+
+
+def _device(value: str) -> str:
+    try:
+        with warnings.catch_warnings():
+            # Only the name is checked here; falling back to the CPU is reported
+            # (once, a DeviceWarning) when the network runs.
+            warnings.simplefilter("ignore")
+            resolve_device(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (an available GPU); "
+            f"got {value!r}"
+        ) from None
+    return value
+
+
+# --------------------------------------------------------------- image files
+def _image_paths(source: str, recursive: bool) -> list[str]:
+    """Paths named by a folder (sorted), one image file, or a list file."""
     src = Path(source)
     if src.is_dir():
-        pattern = "**/*" if recursive else "*"
-        paths = sorted(
-            str(p)
-            for p in src.glob(pattern)
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
-        )
+        paths = list_image_files(src, recursive=recursive)
         if not paths:
             hint = ""
             if not recursive and any(p.is_dir() for p in src.iterdir()):
                 hint = " (subfolders were not searched: add --recursive)"
             raise _CLIError(
-                f"no PNG or JPEG images found in the folder '{source}'{hint}."
+                f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in the folder "
+                f"'{source}'{hint}."
             )
         return paths
     if src.is_file():
         if src.suffix.lower() in IMAGE_SUFFIXES:
-            raise _CLIError(
-                f"'{source}' is an image file; pass a folder, or a text file that "
-                "lists one image path per line."
-            )
+            return [source]
         try:
             lines = src.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise _CLIError(f"cannot read the file list '{source}': {exc}") from exc
-        base = src.parent
         paths = []
         for line in lines:
             line = line.strip()
             if line and not line.startswith("#"):
                 path = Path(line)
-                paths.append(str(path if path.is_absolute() else base / path))
+                paths.append(str(path if path.is_absolute() else src.parent / path))
         if not paths:
             raise _CLIError(f"the file list '{source}' holds no paths.")
         return paths
-    raise _CLIError(f"'{source}' is neither a folder nor a file list.")
+    raise _CLIError(f"'{source}' is neither a folder, an image file nor a file list.")
 
 
-def _read_image(path: str, size: tuple[int, int], mode: str):
-    """One image as a uint8 array of shape (H, W) or (H, W, 3)."""
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as img:
-        img.load()
-        img = ImageOps.exif_transpose(img).convert(mode)
-    height, width = size
-    img = ImageOps.fit(img, (width, height), method=Image.Resampling.BICUBIC)
-    return np.asarray(img, dtype=np.uint8)
-
-
-def _read_chunks(
-    paths: list[str],
-    size: tuple[int, int],
-    mode: str,
-    chunk: int,
-    failed: list[tuple[str, str]],
-    report,
-) -> Iterator[tuple[list[str], object, int]]:
-    """Yield ``(paths_read, images or None, n_files)`` per chunk; record failures."""
-    import numpy as np
-    from PIL import Image
-
-    for start in range(0, len(paths), chunk):
-        read, images = [], []
-        for path in paths[start : start + chunk]:
-            try:
-                images.append(_read_image(path, size, mode))
-            except (
-                OSError,
-                ValueError,
-                SyntaxError,
-                Image.DecompressionBombError,
-            ) as e:
-                reason = f"{type(e).__name__}: {e}"
-                failed.append((path, reason))
-                report(f"warning: skipping '{path}': {reason}")
-                continue
-            read.append(path)
-        n_files = min(chunk, len(paths) - start)
-        yield read, (np.stack(images) if images else None), n_files
-
-
-def _input_geometry(extractor) -> tuple[tuple[int, int], str]:
-    """File loading size and Pillow mode that suit a fitted extractor."""
+def _input_geometry(extractor) -> tuple[tuple[int, int] | None, str]:
+    """File loading size (None: as they are) and mode that suit an extractor."""
     pre = extractor.preprocessing_
+    mode = "L" if extractor.input_channels_ == 1 else "RGB"
     if pre["image_size"] is None:
-        raise _CLIError(
-            "the model's TorchFeatureExtractor has image_size=None; the command "
-            "line needs a fixed input size (set image_size when fitting)."
-        )
+        return None, mode
     height, width = pre["image_size"]
     crop = pre["crop_pct"]
-    size = (math.floor(height / crop), math.floor(width / crop))
-    mode = "L" if extractor.input_channels_ == 1 else "RGB"
-    return size, mode
+    return (math.floor(height / crop), math.floor(width / crop)), mode
+
+
+def _image_batches(paths, size, mode, batch_size):
+    """:func:`iter_images` (checked now, read lazily); errors as ``_CLIError``."""
+    try:
+        batches = iter_images(
+            paths, batch_size=batch_size, size=size, mode=mode, errors="skip"
+        )
+    except ImportError as exc:
+        raise _CLIError(str(exc)) from exc
+    return _size_errors_as_cli_errors(batches)
+
+
+def _size_errors_as_cli_errors(batches):
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except ValueError as exc:  # images of several sizes with size=None
+            raise _CLIError(
+                "the model's TorchFeatureExtractor has image_size=None, so files "
+                f"are read at their own size, which must be one: {exc}"
+            ) from exc
+        yield batch
 
 
 class _Progress:
     """A tqdm bar over images on stderr (``verbose``); messages print above it."""
 
     def __init__(self, total: int, verbose: bool, desc: str) -> None:
-        from .nn._training import _get_tqdm
-
-        tqdm = _get_tqdm() if verbose else None
+        tqdm = None
+        if verbose:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
         self._bar = (
             tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
             if tqdm is not None
@@ -298,12 +228,16 @@ class _Progress:
         self._summary = verbose and self._bar is None
         self._desc, self._done, self._start = desc, 0, time.perf_counter()
 
-    def update(self, n: int) -> None:
+    def update(self, batch) -> None:
+        """Count a batch's files and warn about those that failed."""
+        for path, reason in batch.failed:
+            self._write(f"warning: skipping '{path}': {reason}")
+        n = len(batch.paths) + len(batch.failed)
         self._done += n
         if self._bar is not None:
             self._bar.update(n)
 
-    def write(self, message: str) -> None:
+    def _write(self, message: str) -> None:
         if self._bar is not None:
             self._bar.write(message, file=sys.stderr)
         else:
@@ -330,31 +264,52 @@ def _report_failed(failed: list[tuple[str, str]]) -> None:
             print(f"  {path}: {reason}", file=sys.stderr)
 
 
-def _split_model(model):
-    """Return ``(feature steps, TorchFeatureExtractor, detector)`` of a pipeline."""
-    from sklearn.pipeline import Pipeline
+# -------------------------------------------------------------- output files
+class _AtomicOutput:
+    """A new file beside ``target``, renamed onto it by :meth:`commit`.
 
-    from ._feature_extraction import TorchFeatureExtractor
+    Creating it is the check that ``target`` can be written, done before any
+    work; until :meth:`commit` an existing ``target`` is untouched, and the new
+    file is removed when the command fails.
+    """
 
-    if not (
-        isinstance(model, Pipeline)
-        and len(model.steps) >= 2
-        and isinstance(model.steps[0][1], TorchFeatureExtractor)
-        and hasattr(model.steps[-1][1], "score_samples")
-    ):
-        raise _CLIError(
-            "the model must be a scikit-learn Pipeline whose first step is a "
-            "TorchFeatureExtractor and whose last step is a detector (as saved by "
-            f"'sklearn-ood fit'); got {type(model).__name__}."
-        )
-    return model[:-1], model.steps[0][1], model.steps[-1][1]
+    def __init__(self, target: str, what: str) -> None:
+        self.target = Path(target)
+        if self.target.is_dir():
+            raise _CLIError(f"the {what} '{target}' is a folder.")
+        folder = self.target.parent
+        if not folder.is_dir():
+            raise _CLIError(f"the folder of the {what} '{target}' does not exist.")
+        # The name ends like the target's, so that joblib picks the same
+        # compression from the extension; os.open's 0o666 obeys the umask.
+        self.path = folder / f".{secrets.token_hex(4)}.{self.target.name}"
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise _CLIError(
+                f"cannot write the {what} '{target}': {exc.strerror}."
+            ) from exc
+        self.file = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        self._done = False
+
+    def commit(self) -> None:
+        self.file.close()
+        if self.target.exists():
+            shutil.copymode(self.target, self.path)  # keep the old permissions
+        os.replace(self.path, self.target)
+        self._done = True
+
+    def __enter__(self) -> _AtomicOutput:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if not self._done:
+            self.file.close()
+            self.path.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------ fit
 def _make_detector(args):
-    from ._mahalanobis import MahalanobisDetector
-    from ._neighbors import KNNDetector
-
     if args.detector == "knn":
         return KNNDetector(
             n_neighbors=args.n_neighbors, contamination=args.contamination
@@ -365,47 +320,51 @@ def _make_detector(args):
 
 
 def _fit(args) -> int:
-    import joblib
-    import numpy as np
-    from sklearn.pipeline import Pipeline
-
-    from ._feature_extraction import TorchFeatureExtractor
-
     t_start = time.perf_counter()
-    paths = _collect_paths(args.images, args.recursive)
-    output = Path(args.model)
-    if not output.parent.is_dir():
-        raise _CLIError(f"the folder of the output '{args.model}' does not exist.")
-    extractor = TorchFeatureExtractor(
-        args.backbone,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        device=args.device,
-    )
-    # fit learns nothing from the pixels (it builds the network and resolves the
-    # pre-processing), so one blank image is enough to know the loading size.
-    extractor.fit(np.zeros((1, args.image_size, args.image_size, 3), np.uint8))
-    size, mode = _input_geometry(extractor)
-    failed: list[tuple[str, str]] = []
-    features = []
-    progress = _Progress(len(paths), args.verbose, "features")
-    try:
-        chunks = _read_chunks(
-            paths, size, mode, _CHUNK_BATCHES * args.batch_size, failed, progress.write
+    source = Path(args.images)
+    if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        raise _CLIError(
+            f"'{args.images}' is a single image; fit needs several normal images "
+            "(a folder or a file list)."
         )
-        for _, images, n_done in chunks:
-            if images is not None:
-                features.append(extractor.transform(images))
-            progress.update(n_done)
-    finally:
-        progress.close()
-    _report_failed(failed)
-    if not features:
-        raise _CLIError(f"none of the {len(paths)} image files could be read.")
-    features = np.concatenate(features)
-    detector = _make_detector(args).fit(features)
-    model = Pipeline([("features", extractor), ("detector", detector)])
-    joblib.dump(model, output)
+    paths = _image_paths(args.images, args.recursive)
+    with _AtomicOutput(args.model, "model file") as output:
+        extractor = TorchFeatureExtractor(
+            args.backbone,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+        # fit learns nothing from the pixels (it builds the network and
+        # resolves the pre-processing): one blank image gives the loading size.
+        extractor.fit(np.zeros((1, args.image_size, args.image_size, 3), np.uint8))
+        size, mode = _input_geometry(extractor)
+        batches = _image_batches(paths, size, mode, _CHUNK_BATCHES * args.batch_size)
+        failed: list[tuple[str, str]] = []
+        features = []
+        progress = _Progress(len(paths), args.verbose, "features")
+        try:
+            for batch in batches:
+                progress.update(batch)
+                failed += batch.failed
+                if batch.images is not None:
+                    features.append(extractor.transform(batch.images))
+        finally:
+            progress.close()
+        _report_failed(failed)
+        if not features:
+            raise _CLIError(f"none of the {len(paths)} image files could be read.")
+        features = np.concatenate(features)
+        try:
+            detector = _make_detector(args).fit(features)
+        except ValueError as exc:
+            raise _CLIError(
+                f"cannot fit the detector on {len(features)} images: {exc}"
+            ) from exc
+        model = Pipeline([("features", extractor), ("detector", detector)])
+        output.file.close()
+        joblib.dump(model, output.path)
+        output.commit()
     print(
         f"Fitted {type(detector).__name__} on {len(features)} images "
         f"({features.shape[1]} {args.backbone} features at {args.image_size} px) "
@@ -416,55 +375,171 @@ def _fit(args) -> int:
 
 
 # ---------------------------------------------------------------------- score
-def _score(args) -> int:
-    import joblib
+def _find_extractor(model, depth: int = 0):
+    """``(pipeline, step name, extractor)``: the model's TorchFeatureExtractor.
 
-    t_start = time.perf_counter()
-    if not Path(args.model).is_file():
-        raise _CLIError(f"the model file '{args.model}' does not exist.")
+    Searched through public attributes only: the ``steps`` of a Pipeline and the
+    fitted ``estimator_`` of a wrapper (threshold and conformal detectors).
+    """
+    if depth > 20:
+        return None
+    if isinstance(model, Pipeline):
+        for name, step in model.steps:
+            if isinstance(step, TorchFeatureExtractor):
+                return model, name, step
+        children = [step for _, step in model.steps]
+    else:
+        children = [getattr(model, "estimator_", None)]
+    for child in children:
+        if child is not None and (found := _find_extractor(child, depth + 1)):
+            return found
+    return None
+
+
+class _FeatureCache:
+    """Stands in for a fitted extractor while a batch is scored by several methods.
+
+    ``score_samples``, ``decision_function``, ``predict`` and ``p_values`` of a
+    model each transform the same images: the features are computed once per
+    batch and every call gets a copy. Other attributes are the extractor's.
+    """
+
+    def __init__(self, extractor) -> None:
+        self.extractor = extractor
+        self._images = None
+        self._features = None
+
+    def transform(self, X):
+        last = self._images
+        same = X is last or (
+            isinstance(X, np.ndarray)
+            and isinstance(last, np.ndarray)
+            and X.shape == last.shape
+            and X.dtype == last.dtype
+            and np.array_equal(X, last)
+        )
+        if not same:
+            self._features = self.extractor.transform(X)
+            self._images = X
+        return self._features.copy()
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stands in for a fitted extractor only
+
+    def __getattr__(self, name):
+        if name == "extractor":  # not set yet (e.g. while copying)
+            raise AttributeError(name)
+        return getattr(self.extractor, name)
+
+
+def _call(model, method: str, X):
+    """``model.<method>(X)``, reaching into a Pipeline's last step; None if absent."""
+    if hasattr(model, method):
+        return getattr(model, method)(X)
+    if isinstance(model, Pipeline):
+        return _call(model[-1], method, model[:-1].transform(X))
+    return None
+
+
+def _offset(model):
+    while isinstance(model, Pipeline):
+        model = model[-1]
+    offset = getattr(model, "offset_", None)
+    return None if offset is None else float(offset)
+
+
+def _load_model(path: str):
+    if not Path(path).is_file():
+        raise _CLIError(f"the model file '{path}' does not exist.")
     try:
-        model = joblib.load(args.model)
+        model = joblib.load(path)
     except Exception as exc:  # a file joblib cannot read, of any kind
-        raise _CLIError(f"cannot load the model '{args.model}': {exc}") from exc
-    features, extractor, detector = _split_model(model)
+        raise _CLIError(f"cannot load the model '{path}': {exc}") from exc
+    found = _find_extractor(model)
+    if found is None or any(
+        not callable(getattr(model, m, None))
+        for m in ("score_samples", "decision_function", "predict")
+    ):
+        raise _CLIError(
+            "the model must be a fitted detector with score_samples, "
+            "decision_function and predict that takes images through a "
+            "TorchFeatureExtractor: a Pipeline starting with one (as saved by "
+            "'sklearn-ood fit'), or a wrapper of such a Pipeline (estimator_); "
+            f"got {type(model).__name__}."
+        )
+    return model, found
+
+
+@contextlib.contextmanager
+def _features_once(pipeline, step: str, extractor):
+    """Put a :class:`_FeatureCache` in the extractor's place, then restore it."""
+    pipeline.set_params(**{step: _FeatureCache(extractor)})
+    try:
+        yield
+    finally:
+        pipeline.set_params(**{step: extractor})
+
+
+def _score(args) -> int:
+    t_start = time.perf_counter()
+    model, (pipeline, step, extractor) = _load_model(args.model)
     if args.device is not None:
         extractor.set_params(device=args.device)
     if args.batch_size is not None:
         extractor.set_params(batch_size=args.batch_size)
     size, mode = _input_geometry(extractor)
-    paths = _collect_paths(args.images, args.recursive)
-
+    paths = _image_paths(args.images, args.recursive)
+    to_stdout = args.output == "-"
+    output = (
+        contextlib.nullcontext()
+        if to_stdout
+        else _AtomicOutput(args.output, "CSV file")
+    )
     failed: list[tuple[str, str]] = []
     n_scored = n_outliers = 0
-    to_stdout = args.output == "-"
-    try:
-        out = sys.stdout if to_stdout else open(args.output, "w", newline="")
-    except OSError as exc:
-        raise _CLIError(f"cannot write the CSV file '{args.output}': {exc}") from exc
-    progress = _Progress(len(paths), args.verbose, "scoring")
-    try:
+    with output, _features_once(pipeline, step, extractor):
+        batches = _image_batches(
+            paths, size, mode, _CHUNK_BATCHES * extractor.batch_size
+        )
+        out = sys.stdout if to_stdout else output.file
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["path", "score", "is_outlier"])
-        chunk = _CHUNK_BATCHES * extractor.batch_size
-        for read, images, n_done in _read_chunks(
-            paths, size, mode, chunk, failed, progress.write
-        ):
-            if images is not None:
-                feats = features.transform(images)
-                scores = detector.score_samples(feats)
-                outlier = detector.predict(feats) == -1
-                for path, score, flag in zip(read, scores, outlier):
-                    writer.writerow([path, repr(float(score)), int(flag)])
-                n_scored += len(read)
-                n_outliers += int(outlier.sum())
-            progress.update(n_done)
-    finally:
-        progress.close()
+        writer.writerow(_COLUMNS)
+        offset = _offset(model)
+        offset_text = "" if offset is None else repr(offset)
+        progress = _Progress(len(paths), args.verbose, "scoring")
+        try:
+            for batch in batches:
+                progress.update(batch)
+                failed += batch.failed
+                if batch.images is None:
+                    continue
+                images = batch.images
+                scores = _call(model, "score_samples", images)
+                decisions = _call(model, "decision_function", images)
+                labels = _call(model, "predict", images)
+                p_values = _call(model, "p_values", images)
+                for i, path in enumerate(batch.paths):
+                    p_text = "" if p_values is None else repr(float(p_values[i]))
+                    writer.writerow(
+                        [
+                            path,
+                            repr(float(scores[i])),
+                            offset_text,
+                            repr(float(decisions[i])),
+                            p_text,
+                            int(labels[i]),
+                            int(labels[i] == -1),
+                        ]
+                    )
+                n_scored += len(batch.paths)
+                n_outliers += int((labels == -1).sum())
+        finally:
+            progress.close()
+        _report_failed(failed)
+        if n_scored == 0:
+            raise _CLIError(f"none of the {len(paths)} image files could be read.")
         if not to_stdout:
-            out.close()
-    _report_failed(failed)
-    if n_scored == 0:
-        raise _CLIError(f"none of the {len(paths)} image files could be read.")
+            output.commit()
     where = "" if to_stdout else f"; wrote '{args.output}'"
     print(
         f"Scored {n_scored} images, {n_outliers} flagged as outliers, in "
@@ -474,10 +549,14 @@ def _score(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- parser
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sklearn-ood",
         description="Out-of-distribution detection with a scikit-learn API.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
@@ -489,22 +568,28 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument(
-        "--n-fit", type=int, default=1500, help="images of the pipeline's class"
+        "--n-fit",
+        type=_positive_int,
+        default=1500,
+        help="images of the pipeline's class",
     )
     demo.add_argument(
-        "--n-train", type=int, default=300, help="images per class (table)"
+        "--n-train", type=_positive_int, default=300, help="images per class (table)"
     )
-    demo.add_argument("--n-test", type=int, default=2000, help="test images")
-    demo.add_argument("--image-size", type=int, default=64, help="input pixels")
-    demo.add_argument("--batch-size", type=int, default=64)
+    demo.add_argument("--n-test", type=_positive_int, default=2000, help="test images")
+    demo.add_argument(
+        "--image-size", type=_positive_int, default=64, help="input pixels"
+    )
+    demo.add_argument("--batch-size", type=_positive_int, default=64)
     demo.add_argument("--normal-class", type=int, default=0, choices=range(10))
-    demo.add_argument("--random-state", type=int, default=0)
+    demo.add_argument("--random-state", type=_seed, default=0)
     demo.add_argument("--verbose", action="store_true", help="progress bars")
-    demo.set_defaults(func=_demo)
+    demo.set_defaults(func=run_demo)
 
     images_help = (
-        "a folder of PNG/JPEG images, or a text file with one image path per line "
-        "(relative paths are relative to the list's folder; '#' starts a comment)"
+        "a folder of images (PNG, JPEG, ...){} or a text file with one image path "
+        "per line (relative paths are relative to the list's folder; '#' starts a "
+        "comment)"
     )
     fit = sub.add_parser(
         "fit",
@@ -516,7 +601,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "files are skipped with a warning."
         ),
     )
-    fit.add_argument("images", help=images_help)
+    fit.add_argument("images", help=images_help.format(""))
     fit.add_argument("model", help="output file for the fitted model (joblib)")
     fit.add_argument(
         "--backbone",
@@ -553,8 +638,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--contamination",
         type=_contamination,
         default="auto",
-        help="'auto' (2.5%%) or the share in (0, 0.5] of normal images, scored "
-        "as new data, that the threshold flags (default: %(default)s)",
+        help="'auto' (2.5%%) or the share in (0, 0.5] of new normal images that "
+        "the saved model flags (default: %(default)s)",
     )
     _add_common(fit, batch_default=64)
     fit.set_defaults(func=_fit)
@@ -563,20 +648,23 @@ def _build_parser() -> argparse.ArgumentParser:
         "score",
         help="score images with a saved model and write a CSV",
         description=(
-            "Score images with a model saved by 'sklearn-ood fit' (or any joblib "
-            "file holding a Pipeline whose first step is a TorchFeatureExtractor). "
-            "Writes the CSV columns path, score (higher = more normal) and "
-            "is_outlier (1 or 0). Unreadable files are skipped with a warning and "
-            "listed at the end."
+            "Score images with a saved model: one written by 'sklearn-ood fit', "
+            "or any fitted detector that takes images through a "
+            "TorchFeatureExtractor (a Pipeline starting with one, or a threshold "
+            "or conformal wrapper of such a Pipeline). Writes the CSV columns "
+            + ", ".join(_COLUMNS)
+            + " (score: higher = more normal; prediction: +1 inlier, -1 outlier). "
+            "Unreadable files are skipped with a warning and listed at the end."
         ),
     )
-    score.add_argument("model", help="model file written by 'sklearn-ood fit'")
-    score.add_argument("images", help=images_help)
+    score.add_argument("model", help="saved model file (joblib)")
+    score.add_argument("images", help=images_help.format(", one image file"))
     score.add_argument(
         "-o",
         "--output",
         default="-",
-        help="CSV file to write ('-', the default, is standard output)",
+        help="CSV file to write ('-', the default, is standard output); an "
+        "existing file is replaced only when scoring succeeds",
     )
     _add_common(score, batch_default=None)
     score.set_defaults(func=_score)
@@ -596,6 +684,7 @@ def _add_common(parser: argparse.ArgumentParser, batch_default) -> None:
     )
     parser.add_argument(
         "--device",
+        type=_device,
         default="auto" if batch_default else None,
         help="'auto' (GPU when available), 'cpu', 'cuda' or 'cuda:N'"
         + (" (default: %(default)s)" if batch_default else " (default: the model's)"),
@@ -616,8 +705,9 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     status : int
-        Exit status: 0 on success, 2 for a usage error (bad arguments, no image
-        found, no readable image, a model that cannot be used).
+        Exit status: 0 on success, 2 for an error (bad arguments, no image
+        found, no readable image, an output that cannot be written, a model that
+        cannot be used, a missing optional dependency).
 
     Examples
     --------

