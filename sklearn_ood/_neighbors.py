@@ -478,7 +478,7 @@ class KNNDetector(BaseDetector):
 
     def __setstate__(self, state):
         state = dict(state)
-        if isinstance(state.get("_faiss"), np.ndarray):
+        if isinstance(state.get("_faiss"), dict):
             state["_faiss"] = knn_faiss.FaissSearch.from_bytes(state["_faiss"])
         if "_index" in state:
             state["_cache_rows"] = {}
