@@ -6,7 +6,8 @@ training mean, and scaled by a power of two into float32's safe range) and
 lets it choose the neighbours; their distances are then computed exactly
 from the rows, as for the brute-force search, and duplicates are handled the
 same way. An approximate index (IVF, HNSW) can miss a true neighbour; the
-score then uses a farther one.
+score then uses a farther one. Rows for which it finds fewer than ``k``
+neighbours at all are searched exactly.
 
 The HNSW graph is built on one thread, so that it (and every score) is the
 same on every run; other indexes use faiss's threads.
@@ -19,7 +20,14 @@ import math
 
 import numpy as np
 
-from ._knn_search import KNNIndex, exact_distances, search_space, sort_neighbors
+from ._knn_search import (
+    KNNIndex,
+    exact_distances,
+    leave_one_out,
+    search,
+    search_space,
+    sort_neighbors,
+)
 from .utils._numeric import max_safe_abs
 
 __all__ = ["FaissSearch", "parse_algorithm"]
@@ -130,11 +138,19 @@ class FaissSearch:
         return np.ascontiguousarray(Z, dtype=np.float32)
 
     def search(self, index: KNNIndex, X, k: int):
-        """Nearest distinct rows of validated features ``X``: ``(dist, ind)``."""
+        """Nearest distinct rows of validated features ``X``: ``(dist, ind)``.
+
+        Rows for which the index finds fewer than ``k`` neighbours (an IVF
+        index probing too few lists) are searched exactly instead.
+        """
         S64, zero = search_space(X, index.cosine, np.float64)
         _, ind = self.faiss_index.search(self._space(S64), k)
         ind = ind.astype(np.intp)
-        return sort_neighbors(exact_distances(index, S64, zero, ind), ind)
+        dist, ind = sort_neighbors(exact_distances(index, S64, zero, ind), ind)
+        short = np.flatnonzero((ind < 0).any(axis=1))
+        if short.size and index.n_distinct >= k:
+            dist[short], ind[short] = search(index, X[short], k)
+        return dist, ind
 
     def leave_one_out(self, index: KNNIndex, k: int):
         """The ``k`` nearest other distinct rows of every distinct row."""
@@ -146,7 +162,11 @@ class FaissSearch:
         keep[~own.any(axis=1), -1] = False  # self not found: drop the farthest
         ind = ind[keep].reshape(m, k).astype(np.intp)
         zero = index.zero if index.cosine else None
-        return sort_neighbors(exact_distances(index, S, zero, ind), ind)
+        dist, ind = sort_neighbors(exact_distances(index, S, zero, ind), ind)
+        short = np.flatnonzero((ind < 0).any(axis=1))  # exactly, as in search
+        if short.size and m > k:
+            dist[short], ind[short] = leave_one_out(index, k, rows=short)
+        return dist, ind
 
     def to_bytes(self) -> dict:
         """A picklable state (faiss indexes are serialised to bytes)."""

@@ -304,14 +304,15 @@ def prepare_index(X, metric: str) -> KNNIndex:
     )
 
 
-def leave_one_out(index: KNNIndex, k: int, *, n_threads: int = 1):
+def leave_one_out(index: KNNIndex, k: int, *, rows=None, n_threads: int = 1):
     """The ``k`` nearest *other* distinct rows of every distinct row (NumPy).
 
-    Returns ``(dist, ind)`` as :func:`search`; store them with
-    :func:`with_neighbors`.
+    ``rows``: only those distinct rows (an index array). Returns ``(dist,
+    ind)`` as :func:`search`; store them with :func:`with_neighbors`.
     """
     m = index.n_distinct
-    return _search_numpy(index, _Stored(index, 0, m), k, 0, m, n_threads)
+    ids = range(m) if rows is None else np.asarray(rows)
+    return _search_numpy(index, _Stored(index, ids), k, 0, m, n_threads)
 
 
 def with_neighbors(index: KNNIndex, dist, ind) -> KNNIndex:
@@ -343,17 +344,18 @@ class _External:
 
 
 class _Stored:
-    """Query rows ``q0..q1`` of the index itself (leave-one-out, merging)."""
+    """Query rows ``ids`` (a range or an array) of the index itself."""
 
-    def __init__(self, index, q0, q1):
-        self.index, self.q0, self.n = index, q0, q1 - q0
+    def __init__(self, index, ids):
+        self.index, self.ids, self.n = index, ids, len(ids)
         self.dtype = index.rows.dtype
-        self.ids = np.arange(q0, q1)
 
     def block(self, i0, i1):
-        index = self.index
-        S = index.rows[self.q0 + i0 : self.q0 + i1, :-1]
-        zero = index.zero[self.q0 + i0 : self.q0 + i1] if index.cosine else None
+        index, rows = self.index, self.ids[i0:i1]
+        if isinstance(rows, range):
+            rows = slice(rows.start, rows.stop)
+        S = index.rows[rows, :-1]
+        zero = index.zero[rows] if index.cosine else None
         return _query_operand(S, index.shift, self.dtype), S, zero
 
 
@@ -451,7 +453,7 @@ def _search_tiles(index, source, k, i0, i1, r0, r1, buffers):
     lowest = np.finfo(dtype).min  # finite: BLAS may scale the output by beta=0
     best_v = np.full((b, k), lowest, dtype=dtype)
     best_i = np.full((b, k), -1, dtype=np.intp)
-    ids = None if source.ids is None else source.ids[i0:i1]
+    ids = None if source.ids is None else np.asarray(source.ids[i0:i1])
     width = _tile_columns(dtype)
     A = index.rows
     for c0 in range(r0, r1, width):
@@ -692,10 +694,11 @@ def extend_index(index: KNNIndex, X, *, n_threads: int = 1) -> KNNIndex:
     if new.size == 0:
         return with_neighbors(grown, index.loo_dist, index.loo_ind)
     old_part = _search_numpy(
-        grown, _Stored(grown, 0, m), min(k, new.size), m, m_new, n_threads
+        grown, _Stored(grown, range(m)), min(k, new.size), m, m_new, n_threads
     )
     loo_old = _merge_sorted([(index.loo_dist, index.loo_ind), old_part], k)
-    loo_new = _search_numpy(grown, _Stored(grown, m, m_new), k, 0, m_new, n_threads)
+    new_rows = _Stored(grown, range(m, m_new))
+    loo_new = _search_numpy(grown, new_rows, k, 0, m_new, n_threads)
     return with_neighbors(
         grown,
         np.concatenate([loo_old[0], loo_new[0]]),
