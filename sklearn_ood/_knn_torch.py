@@ -3,8 +3,10 @@
 The neighbours are chosen as by the NumPy engine of
 :mod:`sklearn_ood._knn_search` (one matrix product per tile of queries x
 references with the reference norms folded in, the ``k`` largest entries of
-each tile row, by ``torch.topk``, merged into a running best), with torch
-operations so that it runs on a GPU, and on CPU tensors under test. Tiles are
+each tile row merged into a running best), with torch operations so that it
+runs on a GPU, and on CPU tensors under test. After a row's first tile, only
+rows whose tile maximum beats their current ``k``-th best (one fast
+reduction) go through ``torch.topk``, which is slow on a CPU. Tiles are
 whole rows of the reference on a GPU, and ``_CPU_TILE`` on a CPU, where
 torch's own threads run each operation. The distances of the chosen
 neighbours are then recomputed exactly by the NumPy engine's code.
@@ -126,6 +128,7 @@ def _choose(index, X, n, k, device, rows):
     else:
         tq, tr = _CPU_TILE
     ind = torch.empty((n, k), dtype=torch.int64, device=device)
+    buffers = {}  # reused tiles: no allocation per tile
     with torch.inference_mode():
         for i0 in range(0, n, tq):
             i1 = min(i0 + tq, n)
@@ -136,14 +139,26 @@ def _choose(index, X, n, k, device, rows):
             best_i = torch.full((i1 - i0, k), -1, dtype=torch.int64, device=device)
             for c0 in range(0, m, tr):
                 c1 = min(c0 + tr, m)
-                T = Q @ A[c0:c1].T  # q'.r' = -|q - r|^2 / 2 + const(q)
+                shape = (i1 - i0, c1 - c0)
+                if buffers.get(shape) is None:
+                    buffers[shape] = torch.empty(shape, dtype=dtype, device=device)
+                T = torch.mm(Q, A[c0:c1].T, out=buffers[shape])  # -|q-r|^2/2 + c(q)
                 if X is None and max(i0, c0) < min(i1, c1):
                     own = torch.arange(max(i0, c0), min(i1, c1), device=device)
                     T[own - i0, own - c0] = -torch.inf  # not its own neighbour
+                if c0 == 0:
+                    act = None
+                else:  # only rows whose tile maximum beats their k-th best
+                    act = torch.nonzero(T.amax(dim=1) > best_v[:, -1]).squeeze(1)
+                    if act.numel() == 0:
+                        continue
+                    T = T[act]
                 v, i = torch.topk(T, min(k, c1 - c0), dim=1)
-                v, i = torch.cat([best_v, v], 1), torch.cat([best_i, i + c0], 1)
-                best_v, top = torch.topk(v, k, dim=1)
-                best_i = i.gather(1, top)
+                sel = slice(None) if act is None else act
+                v = torch.cat([best_v[sel], v], 1)
+                i = torch.cat([best_i[sel], i + c0], 1)
+                v, top = torch.topk(v, k, dim=1)
+                best_v[sel], best_i[sel] = v, i.gather(1, top)
             ind[i0:i1] = best_i.masked_fill(best_v == -torch.inf, -1)
     return ind
 

@@ -51,23 +51,33 @@ def _bound(X, Q, dtype, metric):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
-@pytest.mark.parametrize("engine", ["numpy", "numpy-2-threads", "torch"])
-def test_search_and_leave_one_out_match_brute_force(engine, metric, dtype):
+@pytest.mark.parametrize(
+    "engine",
+    ["numpy", "numpy-2-threads", "numpy-small-tiles", "torch", "torch-small-tiles"],
+)
+def test_search_and_leave_one_out_match_brute_force(engine, metric, dtype, monkeypatch):
+    from sklearn_ood import _knn_torch
+
+    if engine.endswith("small-tiles"):  # many tiles, ragged last ones
+        monkeypatch.setattr(_knn_torch, "_CPU_TILE", (7, 13))
+        monkeypatch.setattr(ks, "_TILE_ROWS", 5)
+        monkeypatch.setattr(ks, "_TILE_BYTES", 5 * 48 * np.dtype(dtype).itemsize)
+        monkeypatch.setattr(ks, "_GROUP", 4)
     X, Q = (a.astype(dtype) for a in _data())
     index = ks.prepare_index(X, metric)
     assert index.n_distinct == X.shape[0] - 1 - 3 - 1 - 1  # pair, 4 copies, 0s
     k = 4
-    if engine == "torch":
+    if engine.startswith("torch"):
         dist, ind = search_torch(index, torch.from_numpy(Q), k, CPU)
         loo = leave_one_out_torch(index, k, CPU)
     else:
-        n_threads = 2 if engine == "numpy-2-threads" else 1
+        n_threads = 1 if engine == "numpy" else 2
         dist, ind = ks.search(index, Q, k, n_threads=n_threads)
         loo = ks.leave_one_out(index, k, n_threads=n_threads)
     want = np.sort(pairwise(X, Q, metric), axis=1)[:, :k]
     got = ks.expand(index, dist, ind, k)
     # The torch engine ranks in float32 whatever the index dtype.
-    rank = np.float32 if engine == "torch" else dtype
+    rank = np.float32 if engine.startswith("torch") else dtype
     tol = _bound(X, Q, rank, metric) + 2 * X.shape[1] * EPS64 * want
     if metric == "cosine" and dtype == np.float32:
         tol = tol + 3 * np.finfo(np.float32).eps  # stored unit rows rounded
