@@ -41,8 +41,9 @@ small for features that share an offset).
 them on ``n_threads`` Python threads (NumPy releases the GIL in the product
 and the reductions) with BLAS limited to one thread inside the search (as
 scikit-learn's KMeans does); few queries split the references instead. The
-torch engine runs the same tiles with torch's own threads (or a GPU), with
-``torch.topk`` per tile.
+torch engine (``_knn_torch.py``) chooses neighbours the same way with torch
+operations (any device) and hands the choice to :func:`exact_distances`;
+``_knn_faiss.py`` lets a faiss index choose.
 """
 
 from __future__ import annotations
