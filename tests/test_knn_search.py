@@ -418,3 +418,19 @@ def test_cuda_fit_score_and_pickle(params):
     state = pickle.dumps(det)
     assert b"cuda:0" not in state
     np.testing.assert_array_equal(pickle.loads(state).score_samples(Q), got)
+
+
+def test_feature_names_warning_for_tensors():
+    pd = pytest.importorskip("pandas")
+    X, Q = _data()
+    det = KNNDetector().fit(pd.DataFrame(X, columns=[f"f{i}" for i in range(7)]))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        det.score_samples(torch.from_numpy(Q))
+
+
+def test_fit_accepts_tensors():
+    X, Q = _data()
+    a = KNNDetector().fit(torch.from_numpy(X))
+    b = KNNDetector().fit(X)
+    np.testing.assert_array_equal(a.score_samples(Q), b.score_samples(Q))
+    assert a.offset_ == b.offset_
