@@ -47,10 +47,14 @@ BENCHMARKS = {
     ),
     "knn": (
         "bench_knn.py",
-        "--sizes 3000x3000x64 --check 200 --approx-data synthetic".split()
-        + ["--approx-n", "6000"],
-        "--sizes 300x200x16 --check 50 --approx-data synthetic".split()
-        + ["--approx-n", "600"],
+        [
+            *("--sizes", "3000x3000x64", "--check", "200"),
+            *("--approx-data", "synthetic", "--approx-n", "6000"),
+        ],
+        [
+            *("--sizes", "300x200x16", "--check", "50"),
+            *("--approx-data", "synthetic", "--approx-n", "600"),
+        ],
     ),
     "scaling": (
         "bench_scaling.py",
