@@ -1,19 +1,27 @@
 """Run the speed and memory benchmarks: all of them, or some by name.
 
-Each benchmark runs in its own subprocess of the same Python, one after the
-other (never in parallel: they measure time), and its Markdown output is
-printed as it comes, headed by the exact command, the interpreter and the
-load average (``os.getloadavg``) before and after, since the machine may be
-shared. Peers (PyOD, pytorch-ood, faiss, Dask) are used where they import.
+Each benchmark runs in its own subprocess, one after the other (never in
+parallel: they measure time), and its Markdown output is printed as it comes,
+headed by the exact command, the interpreter and the load average
+(``os.getloadavg``) before and after, since the machine may be shared. Inside
+a benchmark the contenders run side by side, interleaved (``knn``: every
+contender of the exact search and the bare SGEMM bound, with the ratio
+table). Peers (PyOD, pytorch-ood, faiss, Dask) are used where they import; a
+peer that does not import gets a "not installed" row. The subprocesses import
+``sklearn_ood`` from this checkout (``PYTHONPATH``), whatever the
+interpreter, and no thread or OpenMP variable is set: the numbers are those
+of a plain script.
 
 Usage::
 
     python benchmarks/run_all.py                  # everything, full size
     python benchmarks/run_all.py knn memory       # some, by name
-    python benchmarks/run_all.py --quick          # small sizes: a smoke test
+    python benchmarks/run_all.py --quick          # small sizes
+    python benchmarks/run_all.py knn --smoke      # tiny sizes, seconds (a test)
     python benchmarks/run_all.py --list
     python benchmarks/run_all.py --out results.md # also write the output
-    python benchmarks/run_all.py --python-for knn=/path/to/peers/venv/bin/python
+    python benchmarks/run_all.py --python /tmp/peers-venv/bin/python
+    python benchmarks/run_all.py --python-for knn=/tmp/peers-venv/bin/python
 
 Extra arguments after ``--`` go to every selected benchmark.
 """
@@ -31,7 +39,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# name -> (script, arguments for --quick)
+# name -> (script, arguments for --quick[, arguments for --smoke])
 BENCHMARKS = {
     "mahalanobis": (
         "bench_mahalanobis.py",
@@ -39,7 +47,14 @@ BENCHMARKS = {
     ),
     "knn": (
         "bench_knn.py",
-        ["--n", "3000", "--d", "64", "--check", "200", "--skip-approximate"],
+        [
+            *("--sizes", "3000x3000x64", "--check", "200"),
+            *("--approx-data", "synthetic", "--approx-n", "6000"),
+        ],
+        [
+            *("--sizes", "300x200x16", "--check", "50"),
+            *("--approx-data", "synthetic", "--approx-n", "600"),
+        ],
     ),
     "scaling": (
         "bench_scaling.py",
@@ -72,6 +87,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"any of {sorted(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes (benchmarks that have them)"
+    )
+    parser.add_argument("--python", help="interpreter for every benchmark")
     parser.add_argument("--list", action="store_true", help="list and exit")
     parser.add_argument("--out", type=Path, help="also write the output here")
     parser.add_argument(
@@ -88,7 +107,7 @@ def main(argv=None):
         argv = argv[: argv.index("--")]
     args = parser.parse_args(argv)
     if args.list:
-        for name, (script, _) in BENCHMARKS.items():
+        for name, (script, *_) in BENCHMARKS.items():
             print(f"{name}: benchmarks/{script}")
         return 0
     unknown = sorted(set(args.names) - set(BENCHMARKS))
@@ -97,8 +116,12 @@ def main(argv=None):
             f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}"
         )
     names = args.names or list(BENCHMARKS)
+    if args.smoke:
+        names = [name for name in names if len(BENCHMARKS[name]) > 2]
     python = dict(item.split("=", 1) for item in args.python_for)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    root = str(HERE.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     lines = []
 
     def emit(text=""):
@@ -111,14 +134,10 @@ def main(argv=None):
     )
     failed = []
     for name in names:
-        script, quick = BENCHMARKS[name]
-        exe = python.get(name, sys.executable)
-        cmd = [
-            exe,
-            str(HERE / script),
-            *(quick if args.quick else []),
-            *extra,
-        ]
+        script, quick, *smoke = BENCHMARKS[name]
+        exe = python.get(name, args.python or sys.executable)
+        sizes = smoke[0] if args.smoke else quick if args.quick else []
+        cmd = [exe, str(HERE / script), *sizes, *extra]
         shown = " ".join(
             shlex.quote(c) for c in ["python", f"benchmarks/{script}", *cmd[2:]]
         )

@@ -2,7 +2,10 @@
 
 Implements the Deep Nearest Neighbour score of Bergman, Cohen & Hoshen (2020):
 the (mean) squared Euclidean distance of a sample's features to its ``k``
-nearest training features, with an exact, chunked, matrix-product search.
+nearest training features. The search itself lives in
+:mod:`sklearn_ood._knn_search` (NumPy), :mod:`sklearn_ood._knn_torch` (torch)
+and :mod:`sklearn_ood._knn_faiss` (optional faiss indexes); this module only
+validates and routes.
 """
 
 from __future__ import annotations
@@ -10,35 +13,39 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
+import torch
 from sklearn.base import _fit_context
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .base import BaseDetector
-from .parallel import (
-    TorchInput,
-    check_device_param,
-    check_tensor,
-    is_tensor,
-    scoring_device,
-    tensor_to_numpy,
-    torch_chunk,
+from . import _knn_faiss as knn_faiss
+from ._knn_search import (
+    aggregate,
+    calibration_distances,
+    effective_n_threads,
+    expand,
+    extend_index,
+    leave_one_out,
+    neighbor_rows,
+    prepare_index,
+    search,
+    with_neighbors,
 )
-from .utils._chunking import _chunk_rows
+from ._knn_torch import (
+    check_tensor_range,
+    compute_dtype,
+    device_rows,
+    leave_one_out_torch,
+    search_torch,
+    torch_neighbor_distances,
+)
+from .base import BaseDetector
+from .nn._device import DEVICE_CONSTRAINT, compute_device
 from .utils._labels import split_outlier_labels
+from .utils._tensors import TorchInput, check_tensor, is_tensor, tensor_to_numpy
 
 __all__ = ["KNNDetector"]
-
-
-def _unit_rows(X):
-    """Rows of ``X`` scaled to unit L2 norm, and the mask of all-zero rows.
-
-    Zero rows stay zero. Norms are computed in float64.
-    """
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-    zero = norms == 0.0
-    norms[zero] = 1.0
-    return X / norms.astype(X.dtype)[:, None], zero
 
 
 class KNNDetector(BaseDetector):
@@ -62,12 +69,11 @@ class KNNDetector(BaseDetector):
         - ``"sqeuclidean"``: squared Euclidean distance, what DN2 uses (faiss
           ``IndexFlatL2`` returns squared distances).
         - ``"euclidean"``: Euclidean distance.
-        - ``"cosine"``: ``1 - cos(x, x')``, in ``[0, 2]``. Reference and query
-          features are L2-normalised once (at fit and per scored chunk). A
-          feature vector of all zeros has no direction: as in
-          :func:`sklearn.metrics.pairwise.cosine_distances`, its similarity to
-          every vector is 0, so its distance to every vector (another zero
-          vector included) is 1.
+        - ``"cosine"``: ``1 - cos(x, x')``, in ``[0, 2]``, between the
+          L2-normalised rows. A feature vector of all zeros has no direction:
+          as in :func:`sklearn.metrics.pairwise.cosine_distances`, its
+          similarity to every vector is 0, so its distance to every vector
+          (another zero vector included) is 1.
     aggregation : {"mean", "sum", "max", "kth"}, default="mean"
         How the ``n_neighbors`` distances become one number.
 
@@ -77,19 +83,35 @@ class KNNDetector(BaseDetector):
         - ``"max"`` / ``"kth"``: the largest of them, which is the distance to
           the ``n_neighbors``-th nearest neighbour; the two names are synonyms.
     contamination : "auto" or float, default="auto"
-        Share of training samples, scored leave-one-out, that falls below
-        ``offset_``. ``"auto"`` is 0.025 (the 97.5th-percentile rule of
-        Varedzhan et al.). See :mod:`sklearn_ood` for the contract.
-    device : {"auto", "cpu", "cuda", "cuda:N"}, torch.device or None, \
-            default=None
-        Where the neighbour search of ``score_samples`` (and
-        ``decision_function``, ``predict``) and of the leave-one-out pass of
-        ``fit`` runs. ``None``: NumPy for NumPy input, and the tensor's own
-        device for a ``torch`` tensor. ``"auto"``: the GPU when CUDA is
-        available, else as ``None``. A device: torch on that device for any
-        input (a CUDA device falls back to the CPU with a warning where there
-        is none). The torch path searches in float32 and returns float64
-        NumPy scores; ``kneighbors`` and ``partial_fit`` always use NumPy.
+        Share of new normal samples that :meth:`predict` flags (``"auto"``:
+        0.025). ``offset_`` is set from the leave-one-out scores of the
+        training samples (see :mod:`sklearn_ood.base`).
+    algorithm : str, default="brute"
+        The neighbour search. ``"brute"``: the exact search of this package
+        (see Notes). ``"faiss:<index>"``: a `faiss
+        <https://github.com/facebookresearch/faiss>`_ index built with
+        ``faiss.index_factory`` from the string after ``"faiss:"``, for large
+        reference sets: ``"faiss:Flat"`` (exact), ``"faiss:IVF1024,Flat"``
+        (inverted lists, approximate), ``"faiss:HNSW32"`` (graph,
+        approximate). faiss only chooses the neighbours; their distances are
+        computed exactly as with ``"brute"``. Needs ``pip install
+        "sklearn-ood[faiss]"``; runs on the CPU.
+    search_params : dict, default=None
+        Run-time parameters of the faiss index by name, e.g. ``{"nprobe":
+        16}`` (IVF) or ``{"efSearch": 64}`` (HNSW). Only with a faiss
+        ``algorithm``.
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+        Where the search runs: ``"auto"`` is the first GPU when CUDA is
+        available and the CPU otherwise; ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
+        (or a :class:`torch.device`) name a device. A CUDA device asked for on
+        a machine without CUDA falls back to the CPU with a
+        :class:`~sklearn_ood.nn.DeviceWarning`. NumPy input searched on the
+        CPU uses NumPy; torch tensors are searched with torch (on their own
+        GPU under ``"auto"``), as is anything searched on a GPU (the
+        leave-one-out pass of ``fit`` included).
+    n_jobs : int, default=None
+        Threads of the NumPy search. ``None``: as many as BLAS uses (all cores
+        unless limited, e.g. with ``threadpoolctl``); ``-1``: all CPUs.
 
     Attributes
     ----------
@@ -98,6 +120,8 @@ class KNNDetector(BaseDetector):
         labelled ``-1`` are left out of the fit).
     offset_ : float
         ``decision_function = score_samples - offset_``.
+    calibration_scores_ : ndarray of shape (n_samples_fit_,)
+        Leave-one-out scores of the training samples (see Notes).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -111,41 +135,39 @@ class KNNDetector(BaseDetector):
 
     Notes
     -----
-    The search is exact and brute force: for a chunk of query rows ``Q`` the
-    squared distances to all training rows ``R`` are one matrix product,
-    ``||q||^2 - 2 Q R^T + ||r||^2`` (clipped at 0), followed by a partial sort
-    of each row; cosine distances are ``||u - v||^2 / 2`` between the
-    L2-normalised rows ``u, v``, which equals ``1 - cos``. Chunks are sized so
-    that one chunk's distance matrix fits in scikit-learn's
-    ``working_memory`` (see :func:`sklearn.config_context`); results do not
-    depend on the chunk size beyond floating-point rounding.
+    **Search.** Exact and brute force. The squared distances from a tile of
+    queries to a tile of training rows are one matrix product (the training
+    rows' squared norms ride along as an extra column), and each tile's ``k``
+    nearest are picked while it is in cache, then merged. The search space is
+    centred on the training mean, which limits the cancellation error of the
+    product in float32. The distances to the chosen neighbours are then
+    recomputed in float64 from the differences of the rows, so scores are
+    exact up to which neighbours are chosen: rounding can only swap
+    neighbours whose distances agree to within about ``1e-7 * (|x - m|^2 +
+    |r - m|^2)`` in float32 (``m`` the training mean). Tiles of different
+    queries run on ``n_jobs`` threads. Memory stays within scikit-learn's
+    ``working_memory`` (:func:`sklearn.config_context`); results do not depend
+    on it. Computations run in the input dtype (float32 features search in
+    float32); float32 features whose squares could overflow are searched in
+    float64 (a clear error is raised where even float64 would overflow). The
+    torch path searches in float32 unless the values need float64.
 
-    Computations run in the input dtype, so float32 features are searched in
-    float32 (half the memory of float64, and faster). The expanded form of
-    the squared distance loses precision by cancellation when the distances
-    are small next to the squared norms of the features (float32 keeps about
-    7 digits of ``||q||^2``). To limit this, the search space (the features,
-    or their unit vectors for cosine) is centred on the training mean, which
-    leaves distances unchanged and makes the norms that cancel those of the
-    centred features. On synthetic ReLU-like 512-d features, float32 scores
-    then agree with float64 to about ``3e-7`` relative (without centring:
-    ``3e-6``, and ``1e-4`` once the features share an offset of 10). Fit on
-    float64 data when distances between near-duplicates must be exact. The
-    selected distances are aggregated in float64.
+    **Duplicates and calibration.** The training scores that set ``offset_``
+    are leave-one-out: each training sample's neighbours are searched among
+    the *other* samples, and its exact duplicates are left out with it (a new
+    sample is never an exact copy of a training sample, so a duplicate at
+    distance 0 would make the training scores look more normal than new
+    normal samples: with every row present twice, 20% of new normal samples
+    were flagged instead of 2.5%). Only when fewer than ``n_neighbors``
+    samples differ from a sample do its duplicates fill the remaining places.
+    For scoring new samples, duplicates count as often as they occur. Exact
+    duplicates are stored once. For data where new samples do repeat training
+    samples exactly (discrete features), this calibration is conservative:
+    fewer than ``contamination`` of new normal samples are flagged.
 
-    The training scores that set ``offset_`` are leave-one-out: each training
-    sample's neighbours are searched among the *other* training samples (the
-    sample's own entry is excluded by index, so an exact duplicate of it still
-    counts as a neighbour at distance 0), in one pass that costs the same as
-    scoring the training set.
-
-    :meth:`partial_fit` appends rows to the reference set (re-centring it on
-    the mean of all rows) and keeps each reference row's ``n_neighbors``
-    leave-one-out distances up to date: old rows are searched against the
-    new rows only, new rows against all of them, so a stream of batches costs
-    one leave-one-out pass over the final set in all, and ``offset_`` is
-    recomputed from the leave-one-out scores of every reference row. The
-    result equals ``fit`` on all the rows seen, to rounding.
+    :meth:`partial_fit` adds rows and keeps every row's leave-one-out
+    neighbours up to date (old rows are searched against the new rows only),
+    so it equals ``fit`` on all rows seen.
 
     References
     ----------
@@ -171,7 +193,14 @@ class KNNDetector(BaseDetector):
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions({"sqeuclidean", "euclidean", "cosine"})],
         "aggregation": [StrOptions({"mean", "sum", "max", "kth"})],
-        "device": "no_validation",  # checked by check_device_param
+        "algorithm": [str],  # "brute" or "faiss:<index>", checked in fit
+        "search_params": [dict, None],
+        "device": DEVICE_CONSTRAINT,
+        "n_jobs": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Integral, None, -1, closed="right"),
+            None,
+        ],
     }
 
     def __init__(
@@ -181,234 +210,154 @@ class KNNDetector(BaseDetector):
         metric: str = "sqeuclidean",
         aggregation: str = "mean",
         contamination: str | float = "auto",
-        device=None,
+        algorithm: str = "brute",
+        search_params: dict | None = None,
+        device="auto",
+        n_jobs: int | None = None,
     ):
         self.n_neighbors = n_neighbors
         self.metric = metric
         self.aggregation = aggregation
         self.contamination = contamination
+        self.algorithm = algorithm
+        self.search_params = search_params
         self.device = device
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y, X_outliers):
         del y, X_outliers  # unsupervised: labels and known outliers unused
-        check_device_param(self)
-        n = X.shape[0]
-        if self.n_neighbors >= n:
+        spec = knn_faiss.parse_algorithm(self.algorithm, self.search_params)
+        n, k = X.shape[0], self.n_neighbors
+        if k >= n:
             raise ValueError(
                 f"KNNDetector needs n_neighbors < the number of in-distribution "
-                f"training samples, got n_neighbors={self.n_neighbors} with "
+                f"training samples, got n_neighbors={k} with "
                 f"{n} sample{'s' if n != 1 else ''}: each training sample's "
                 "leave-one-out score needs n_neighbors other samples."
             )
-        R = X
-        if self.metric == "cosine":
-            R, _ = _unit_rows(X)
-        # Centre the search space on the training mean: distances do not
-        # change, and the squared norms that cancel in the expanded form
-        # ||q||^2 - 2 q.r + ||r||^2 shrink (float32 accuracy).
-        self._mean = R.mean(axis=0, dtype=np.float64)
-        self._shift = self._mean.astype(X.dtype)
-        self._reference, self._reference_sq = self._prepare(X)
+        index = prepare_index(X, self.metric)
+        self._cache_rows = {}  # device copies of the index, dropped on pickling
+        self._faiss = None
+        device = None if spec else compute_device(self.device)
+        if spec:
+            self._faiss = knn_faiss.FaissSearch(index, spec, self.search_params)
+            dist, ind = self._faiss.leave_one_out(index, k)
+        elif device is None:
+            dist, ind = leave_one_out(index, k, n_threads=self._n_threads())
+        else:
+            dist, ind = leave_one_out_torch(index, k, device, cache=self._cache_rows)
+        self._index = with_neighbors(index, dist, ind)
+        self._key = (k, self.metric, self.algorithm)
         self.n_samples_fit_ = n
-        # Leave-one-out: the queries are the indexed rows themselves. Their
-        # k distances are kept, for partial_fit.
-        self._loo = np.empty((n, self.n_neighbors), dtype=np.float64)
-        self._loo_key = (self.n_neighbors, self.metric)
-        device = scoring_device(self)
-        search = (
-            self._search(None, self.n_neighbors)
-            if device is None
-            else self._search_torch(None, self.n_neighbors, device)
-        )
-        for sl, values, _ in search:
-            self._loo[sl] = values
-        return -self._aggregate(self._loo)
+        return self._calibration_scores(self._index)
 
-    # -------------------------------------------------------------- search
-    def _prepare(self, X):
-        """Rows in the centred search space, and their "squared norms".
+    def _calibration_scores(self, index):
+        dist = calibration_distances(index)
+        return -aggregate(dist, self.metric, self.aggregation)
 
-        Returns ``(Z, z_sq)`` such that the search distance between two rows
-        is ``z_sq[i] + z_sq[j] - 2 Z[i] . Z[j]`` (squared Euclidean), or half
-        of it for cosine. For cosine, ``Z`` holds the unit rows minus the
-        shift, so that expression is ``||u_i - u_j||^2 / 2 = 1 - cos``; an
-        all-zero row gets ``+1`` on its squared norm, which makes its
-        distance to every row exactly ``1`` (similarity 0).
-        """
-        if self.metric == "cosine":
-            X, zero = _unit_rows(X)
-        Z = X - self._shift
-        z_sq = np.einsum("ij,ij->i", Z, Z)
-        if self.metric == "cosine":
-            z_sq[zero] += 1.0
-        return Z, z_sq
+    def _n_threads(self) -> int:
+        return effective_n_threads(self.n_jobs)
 
-    def _chunk_distances(self, Q, q_sq):
-        """Distances (search units) from prepared queries to all references.
-
-        For the Euclidean metrics the values are *squared* distances (the
-        square root, monotonic, is taken on the selected neighbours only).
-        """
-        return self._distances_to(Q, q_sq, self._reference, self._reference_sq)
-
-    def _distances_to(self, Q, q_sq, R, r_sq):
-        """``_chunk_distances`` to the prepared rows ``R`` (norms ``r_sq``)."""
-        D = Q @ R.T
-        D *= -2.0
-        D += q_sq[:, None]
-        D += r_sq[None, :]
-        np.maximum(D, 0.0, out=D)
-        if self.metric == "cosine":
-            D *= 0.5
-            np.minimum(D, 2.0, out=D)
-        return D
-
-    def _search(
-        self, X, k, *, return_indices=False, reference=None, exclude_offset=None
-    ):
-        """Yield ``(rows, distances, indices)`` of the ``k`` nearest, by chunk.
-
-        ``distances`` (float64, in the metric's units) and ``indices`` have
-        shape ``(chunk, k)``; neither is sorted unless ``return_indices``, in
-        which case both are sorted by increasing distance. ``indices`` is None
-        when not requested. With ``X=None`` the queries are the indexed
-        training rows and query ``i`` never returns reference ``i`` (its
-        diagonal entry is set to +inf before the partial sort): leave-one-out.
-        ``X`` may also be a prepared ``(Z, z_sq)`` pair, searched in
-        ``reference`` (a prepared pair; default: the index) with query ``i``
-        never returning reference ``i + exclude_offset`` unless that is None.
-        """
-        prepared = X is None or isinstance(X, tuple)
-        if X is None:
-            X, exclude_offset = (self._reference, self._reference_sq), 0
-        own = reference is None
-        reference = reference or (self._reference, self._reference_sq)
-        exclude_self = exclude_offset is not None
-        n_ref = reference[0].shape[0]
-        n, d = X[0].shape if prepared else X.shape
-        X_sq = X[1] if prepared else None
-        X = X[0] if prepared else X
-        itemsize = X.dtype.itemsize
-        row_bytes = itemsize * (n_ref + 2 * d)
-        if return_indices:
-            row_bytes += np.dtype(np.intp).itemsize * n_ref
-        step = _chunk_rows(n, row_bytes)
-        for start in range(0, n, step):
-            sl = slice(start, min(start + step, n))
-            if prepared:
-                Q, q_sq = X[sl], X_sq[sl]
-            else:
-                Q, q_sq = self._prepare(X[sl])
-            if own:
-                D = self._chunk_distances(Q, q_sq)
-            else:
-                D = self._distances_to(Q, q_sq, *reference)
-            if exclude_self:
-                rows = np.arange(D.shape[0])
-                D[rows, rows + start + exclude_offset] = np.inf
-            if return_indices:
-                ind = np.argpartition(D, k - 1, axis=1)[:, :k]
-                vals = np.take_along_axis(D, ind, axis=1)
-                order = np.argsort(vals, axis=1, kind="stable")
-                ind = np.take_along_axis(ind, order, axis=1)
-                vals = np.take_along_axis(vals, order, axis=1)
-            else:
-                D.partition(k - 1, axis=1)
-                ind, vals = None, D[:, :k]
-            vals = vals.astype(np.float64)
-            # Free this chunk's distances before the next one is computed, so
-            # that one chunk, not two, is alive at a time (working_memory).
-            del D
-            if self.metric == "euclidean":
-                np.sqrt(vals, out=vals)
-            yield sl, vals, ind
-
-    def _aggregate(self, values):
-        if self.aggregation == "mean":
-            return values.mean(axis=1)
-        if self.aggregation == "sum":
-            return values.sum(axis=1)
-        return values.max(axis=1)  # "max" and "kth"
-
-    def _search_torch(self, X, k, device):
-        """``_search`` (no indices) with torch on ``device``, in float32."""
-        import torch
-
-        f32 = torch.float32
-        R = torch.as_tensor(self._reference).to(device=device, dtype=f32)
-        r_sq = torch.as_tensor(self._reference_sq).to(device=device, dtype=f32)
-        shift = torch.as_tensor(self._shift).to(device=device, dtype=f32)
-        n = R.shape[0] if X is None else X.shape[0]
-        step = _chunk_rows(n, 4 * (R.shape[0] + 2 * R.shape[1]))
-        with torch.inference_mode():
-            for start in range(0, n, step):
-                sl = slice(start, min(start + step, n))
-                if X is None:
-                    Q, q_sq = R[sl], r_sq[sl]
-                else:
-                    xb = torch_chunk(X, sl, device)
-                    zero = None
-                    if self.metric == "cosine":
-                        norms = torch.linalg.vector_norm(xb, dim=1, dtype=torch.float64)
-                        zero = norms == 0.0
-                        xb = xb / norms.masked_fill(zero, 1.0).to(f32)[:, None]
-                    Q = xb - shift
-                    q_sq = (Q * Q).sum(dim=1)
-                    if zero is not None:
-                        q_sq += zero.to(f32)
-                D = Q @ R.T
-                D.mul_(-2.0).add_(q_sq[:, None]).add_(r_sq[None, :]).clamp_min_(0.0)
-                if self.metric == "cosine":
-                    D.mul_(0.5).clamp_max_(2.0)
-                if X is None:
-                    rows = torch.arange(D.shape[0], device=device)
-                    D[rows, rows + start] = float("inf")
-                vals = torch.topk(D, k, dim=1, largest=False, sorted=False).values
-                del D  # one chunk of distances alive at a time
-                vals = vals.double()
-                if self.metric == "euclidean":
-                    vals.sqrt_()
-                yield sl, vals.cpu().numpy(), None
-
-    # -------------------------------------------------------------- scoring
+    # ------------------------------------------------------------- scoring
     def _validate_score_input(self, X):
-        device = scoring_device(self, X)
+        device = None if self._faiss is not None else compute_device(self.device, X)
         if device is None:
             return super()._validate_score_input(X)
         if is_tensor(X):
             return TorchInput(check_tensor(self, X), device)
         return TorchInput(super()._validate_score_input(X), device)
 
-    def _score(self, X):
+    def _neighbors(self, X, k):
+        """Nearest distinct training rows of validated input: ``(dist, ind)``."""
+        if self._faiss is not None:
+            return self._faiss.search(self._index, X, k)
         if isinstance(X, TorchInput):
-            search = self._search_torch(X.data, self.n_neighbors, X.device)
-            scores = np.empty(X.data.shape[0], dtype=np.float64)
-        else:
-            search = self._search(X, self.n_neighbors)
-            scores = np.empty(X.shape[0], dtype=np.float64)
-        for sl, values, _ in search:
-            scores[sl] = -self._aggregate(values)
-        return scores
+            return search_torch(
+                self._index, X.data, k, X.device, cache=self._cache_rows
+            )
+        return search(self._index, X, k, n_threads=self._n_threads())
+
+    def _score(self, X):
+        k = self.n_neighbors
+        dist = expand(self._index, *self._neighbors(X, k), k)
+        return -aggregate(dist, self.metric, self.aggregation)
+
+    def score_samples_torch(self, F):
+        """Differentiable scores of feature rows: ``score_samples`` in torch.
+
+        The neighbours of each row are chosen without gradient and then held
+        fixed; the score is minus the aggregate of the distances to them,
+        computed from the differences ``F - r`` with autograd, so that
+        ``score.sum().backward()`` gives the gradient that input
+        pre-processing (Lee et al. 2018) follows. Equal to
+        ``score_samples(F)`` within float rounding.
+
+        Parameters
+        ----------
+        F : torch.Tensor of shape (n_samples, n_features)
+            Feature rows, float32 or float64, on any device.
+
+        Returns
+        -------
+        scores : torch.Tensor of shape (n_samples,)
+            On ``F``'s device; float32 for float32 ``F`` (float64 when its
+            values need it, and for float64 ``F``). Higher is more normal.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import torch
+        >>> from sklearn_ood import KNNDetector
+        >>> X = np.random.RandomState(0).normal(size=(100, 3))
+        >>> det = KNNDetector().fit(X)
+        >>> F = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+        >>> det.score_samples_torch(F).sum().backward()
+        >>> F.grad.shape
+        torch.Size([1, 3])
+        """
+        check_is_fitted(self)
+        if not torch.is_tensor(F):
+            raise TypeError(
+                "score_samples_torch expects a torch.Tensor; got "
+                f"{type(F).__name__}. Use score_samples for arrays."
+            )
+        check_tensor(self, F)
+        index, k = self._index, self.n_neighbors
+        peak = check_tensor_range(F, index.n_features)
+        with torch.no_grad():
+            if self._faiss is not None:
+                dist, ids = self._faiss.search(index, tensor_to_numpy(F), k)
+            else:
+                dist, ids = search_torch(index, F, k, F.device, cache=self._cache_rows)
+        _, ids = expand(index, dist, ids, k, return_ids=True)
+        dtype = compute_dtype(index, peak, F.dtype)
+        rows = device_rows(index, F.device, dtype, self._cache_rows)
+        ids = torch.as_tensor(ids, dtype=torch.int64, device=F.device)
+        dist = torch_neighbor_distances(index, F, ids, rows)
+        return -aggregate(dist, self.metric, self.aggregation)
 
     # ------------------------------------------------------------ streaming
+    @available_if(lambda self: self.algorithm == "brute")
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Add a batch of rows to the reference set.
 
-        The leave-one-out distances of the reference rows are updated (old
+        The leave-one-out neighbours of the reference rows are updated (old
         rows against the new ones, new rows against all) and ``offset_`` is
         recomputed from all of them, so after any sequence of calls the
         detector equals ``fit`` on all the rows seen, to rounding. The first
         call (or a call on a detector fitted with :meth:`fit`, which it
         continues) needs more than ``n_neighbors`` in-distribution rows in
-        all; later batches may be of any size.
+        all; later batches may be of any size. Only with
+        ``algorithm="brute"``; searches with NumPy.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             A batch of training rows (a torch tensor is copied to NumPy). It
-            is stored in the dtype of the first batch.
+            is stored in the dtype of the first batch (float64 if values
+            need it).
         y : array-like of shape (n_samples,), default=None
             Ignored, except that rows labelled ``-1`` are left out.
 
@@ -429,49 +378,25 @@ class KNNDetector(BaseDetector):
         >>> bool(np.isclose(det.offset_, ref.offset_))
         True
         """
-        if not hasattr(self, "_loo"):
+        if not hasattr(self, "_index"):
             return self.fit(X, y)
-        if self._loo_key != (self.n_neighbors, self.metric):
+        key = (self.n_neighbors, self.metric, self.algorithm)
+        if key != self._key:
             raise ValueError(
-                "partial_fit must see the same 'n_neighbors' and 'metric' in every "
-                f"call; got {(self.n_neighbors, self.metric)} after "
-                f"{self._loo_key}."
+                "partial_fit must see the same 'n_neighbors', 'metric' and "
+                f"'algorithm' in every call; got {key} after {self._key}."
             )
         X = self._validate_fit_input(X, reset=False)
         _, outliers = split_outlier_labels(y, X.shape[0])
-        B = X[~outliers].astype(self._reference.dtype, copy=False)
-        n_old, m, k = self.n_samples_fit_, B.shape[0], self.n_neighbors
-        if m == 0:
+        B = X[~outliers]
+        if B.shape[0] == 0:
             return self
-        S, zero = _unit_rows(B) if self.metric == "cosine" else (B, None)
-        mean = (n_old * self._mean + S.sum(axis=0, dtype=np.float64)) / (n_old + m)
-        shift = mean.astype(B.dtype)
-        Z = np.empty((n_old + m, B.shape[1]), dtype=B.dtype)
-        Z[:n_old] = self._reference
-        Z[:n_old] += (self._shift.astype(np.float64) - shift).astype(B.dtype)
-        Z[n_old:] = S - shift
-        z_sq = np.einsum("ij,ij->i", Z, Z)
-        if self.metric == "cosine":  # zero rows stay at distance 1 from all
-            old_sq = np.einsum("ij,ij->i", self._reference, self._reference)
-            z_sq[:n_old][self._reference_sq - old_sq > 0.5] += 1.0
-            z_sq[n_old:][zero] += 1.0
-        loo = np.empty((n_old + m, k), dtype=np.float64)
-        new = (Z[n_old:], z_sq[n_old:])
-        for sl, values, _ in self._search(
-            (Z[:n_old], z_sq[:n_old]), min(k, m), reference=new
-        ):
-            both = np.concatenate([self._loo[sl], values], axis=1)
-            both.partition(k - 1, axis=1)
-            loo[sl] = both[:, :k]
-        for sl, values, _ in self._search(
-            new, k, reference=(Z, z_sq), exclude_offset=n_old
-        ):
-            loo[n_old + sl.start : n_old + sl.stop] = values
-        self._offset_from_scores(-self._aggregate(loo))  # validate first
-        self._mean, self._shift = mean, shift
-        self._reference, self._reference_sq, self._loo = Z, z_sq, loo
-        self.n_samples_fit_ = n_old + m
-        self._set_calibration(-self._aggregate(loo))
+        index = extend_index(self._index, B, n_threads=self._n_threads())
+        scores = self._calibration_scores(index)
+        self._offset_from_scores(scores)  # validate before committing
+        self._index, self._cache_rows = index, {}
+        self.n_samples_fit_ = index.n_samples
+        self._set_calibration(scores)
         return self
 
     def kneighbors(
@@ -484,10 +409,10 @@ class KNNDetector(BaseDetector):
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features), default=None
-            Query samples, searched with NumPy (also when ``device`` is set
-            or ``X`` is a torch tensor). If None, the neighbours of each
-            training sample are returned, and a sample is not its own
-            neighbour (a duplicate of it is).
+            Query samples, searched on the CPU (a tensor is copied). If None,
+            the neighbours of each training sample are returned, and a sample
+            is not its own neighbour (a duplicate of it is, as in
+            scikit-learn; the calibration scores leave duplicates out).
         n_neighbors : int, default=None
             Number of neighbours; ``None`` uses the detector's ``n_neighbors``.
         return_distance : bool, default=True
@@ -512,26 +437,49 @@ class KNNDetector(BaseDetector):
             )
         if n_neighbors <= 0:
             raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
-        n_neighbors = int(n_neighbors)
-        if X is None:
-            n_queries = self.n_samples_fit_
-            available = self.n_samples_fit_ - 1
-            note = " (with X=None a sample is not its own neighbour)"
-        else:
-            # Always NumPy (a tensor is copied to the CPU).
+        k, index = int(n_neighbors), self._index
+        n_fit = self.n_samples_fit_
+        if X is not None:
             X = super()._validate_score_input(tensor_to_numpy(X))
-            n_queries = X.shape[0]
-            available = self.n_samples_fit_
-            note = ""
-        if n_neighbors > available:
+        available = n_fit - 1 if X is None else n_fit
+        if k > available:
+            note = " (with X=None a sample is not its own neighbour)"
             raise ValueError(
-                f"Expected n_neighbors <= n_samples_fit{' - 1' if note else ''}, "
-                f"but n_neighbors = {n_neighbors}, n_samples_fit = "
-                f"{self.n_samples_fit_}, n_samples = {n_queries}{note}"
+                f"Expected n_neighbors <= n_samples_fit{' - 1' if X is None else ''}"
+                f", but n_neighbors = {k}, n_samples_fit = {n_fit}, n_samples = "
+                f"{n_fit if X is None else X.shape[0]}{note if X is None else ''}"
             )
-        dist = np.empty((n_queries, n_neighbors), dtype=np.float64)
-        ind = np.empty((n_queries, n_neighbors), dtype=np.intp)
-        for sl, values, idx in self._search(X, n_neighbors, return_indices=True):
-            dist[sl] = values
-            ind[sl] = idx
+        if X is None:
+            if k == self.n_neighbors:
+                dist, ind = index.loo_dist, index.loo_ind
+            elif self._faiss is not None:
+                dist, ind = self._faiss.leave_one_out(index, k)
+            else:
+                dist, ind = leave_one_out(index, k, n_threads=self._n_threads())
+            rows = np.arange(n_fit)
+            u = index.inverse
+            dist, ind = neighbor_rows(index, dist[u], ind[u], k, query_rows=rows)
+        else:
+            dist, ind = neighbor_rows(index, *self._neighbors(X, k), k)
+        if self.metric == "euclidean":
+            dist = np.sqrt(dist)
         return (dist, ind) if return_distance else ind
+
+    # ------------------------------------------------------------ pickling
+    def __getstate__(self):
+        state = {
+            key: value
+            for key, value in super().__getstate__().items()
+            if not key.startswith("_cache")
+        }
+        if state.get("_faiss") is not None:
+            state["_faiss"] = state["_faiss"].to_bytes()
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        if isinstance(state.get("_faiss"), dict):
+            state["_faiss"] = knn_faiss.FaissSearch.from_bytes(state["_faiss"])
+        if "_index" in state:
+            state["_cache_rows"] = {}
+        super().__setstate__(state)

@@ -213,32 +213,7 @@ def _mahalanobis_loss(det: MahalanobisDetector):
 
 def _knn_loss(det: KNNDetector):
     """The detector's aggregated distance to neighbours held fixed."""
-    # Training rows of the search space: the features (or their unit
-    # vectors for cosine), as the detector indexed them.
-    ref = torch.from_numpy(
-        np.asarray(det._reference, dtype=np.float64)
-        + np.asarray(det._shift, dtype=np.float64)
-    )
-
-    def loss(f: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            idx = det.kneighbors(f.detach().cpu().numpy(), return_distance=False)
-        R = ref.to(f.device)[torch.as_tensor(idx, device=f.device)]  # (n, k, d)
-        f64 = f.double()
-        if det.metric == "cosine":
-            u = F.normalize(f64, dim=1)
-            d = 1.0 - (u[:, None, :] * R).sum(dim=-1)
-        else:
-            d = ((f64[:, None, :] - R) ** 2).sum(dim=-1)
-            if det.metric == "euclidean":
-                d = torch.sqrt(d.clamp_min(1e-30))
-        if det.aggregation == "mean":
-            return d.mean(dim=1)
-        if det.aggregation == "sum":
-            return d.sum(dim=1)
-        return d.max(dim=1).values
-
-    return loss
+    return lambda f: -det.score_samples_torch(f)
 
 
 def _torch_loss(det):
