@@ -236,10 +236,17 @@ default="empirical"
     :meth:`p_values` use the calibration scores in both cases.
 
     **Center-loss scale.** The papers write ``L_C`` as a sum over the batch;
-    ``center_loss_reduction="mean"`` divides it by the batch size, so the
-    paper's ``lambda`` corresponds to ``batch_size`` times the ``lambda`` here.
-    The default reduction is the one whose ``lambda`` sweep reproduced the
-    paper's trend on the MNIST subset (``benchmarks/bench_center_loss.py``).
+    ``center_loss_reduction="mean"`` divides it by the batch size, so a
+    ``lambda`` with ``"sum"`` is ``batch_size`` times the same ``lambda`` with
+    ``"mean"``. The default ``"mean"`` is the reduction whose ``lambda`` sweep
+    reproduced the paper's trend on the 5,000-image MNIST subset vs
+    Fashion-MNIST (``benchmarks/bench_center_loss.py``, batch 128, one seed):
+    with ``"mean"`` the center loss raises the Mahalanobis AUROC from 0.968
+    (``lambda = 0``) to 0.982 (``lambda = 0.001``; paper 0.965 to 0.990) and
+    the classifier keeps its F1 (0.954-0.971 for every ``lambda``; the paper
+    reports a cost of at most 0.005); with ``"sum"`` the AUROC falls as
+    ``lambda`` grows (0.964, 0.942, 0.949) and ``lambda = 1`` collapses the
+    classifier (F1 0.02, AUROC 0.887), where the paper has its best result.
 
     **Numerics.** Covariances are inverted through
     :class:`MahalanobisDetector`'s eigenvalue floor (1e-6 of the largest

@@ -31,6 +31,11 @@ from sklearn_ood.metrics import auroc, auroc_scorer
 from sklearn_ood.nn import ContrastiveLoss, LeNet, VGGEmbedding
 from tests._calibration import conformal_threshold
 
+# Tolerances. The reference embeds with the same float32 LeNet in torch, in
+# other batches (summation order: relative ~1e-6 of the embedding), and
+# computes squared distances in float64 from those embeddings: the scores
+# agree to ~1e-6 relative, so rtol=1e-5 (atol 1e-6 for values near zero, and
+# 1e-5 of the score scale where a difference cancels).
 SIZE = 12  # the smallest image LeNet accepts
 N_CLASSES = 3
 OOD_MARK = -5.0
