@@ -248,7 +248,7 @@ def test_cross_fitted_p_values_on_new_normal_data(kind):
     # network on 20 vs 30 images is not (its scale follows alpha_), so GEOM is
     # held to the worst-case bound (documented in its Notes).
     alpha = 0.2
-    mean, se = _shares_below(kind, alpha, validation_fraction=0.0, cv=3)
+    mean, se = _shares_below(kind, alpha, R=8, validation_fraction=0.0, cv=3)
     bound = (2 * alpha if kind == "geometric" else alpha) + 3 * se
     assert 0 < mean <= bound, (mean, se)
 
