@@ -12,22 +12,20 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._image_base import BaseImageDetector
+from ._network_base import BaseNetworkDetector
 from .images import to_minus1_1
 from .nn._architectures import WideResNet
 from .nn._device import resolve_device
-from .nn._training import build_module, predict_batches, train_module
 from .nn._transforms import PRESETS, GeometricTransformations
 from .stats import dirichlet_mle, dirichlet_normality_score
 
@@ -66,7 +64,7 @@ def _may_have_class_head(est) -> bool:
     return True
 
 
-class DirichletTransformDetector(BaseImageDetector):
+class DirichletTransformDetector(BaseNetworkDetector):
     """Geometric-transformation anomaly detector with the Dirichlet score.
 
     The method of Golan & El-Yaniv (2018), "GEOM". A network (by default the
@@ -108,11 +106,11 @@ default="geometric72"
     network : torch.nn.Module subclass, instance or None, default=None
         None: :class:`~sklearn_ood.nn.WideResNet` with ``depth=10,
         widen_factor=4``, ``num_classes=T``, the input's channel count and,
-        with a class head, ``num_classes_aux=n_classes`` (any of these can be
-        overridden by ``network_kwargs``; the same derived arguments are given
-        when ``network`` is the ``WideResNet`` class). Another class is called
-        with ``network_kwargs`` only; an instance is deep-copied (never
-        modified). The network must return ``T`` logits per image, or a pair
+        with a class head, ``num_classes_aux=n_classes``. A ``WideResNet``
+        subclass gets the same derived arguments; any of them can be
+        overridden by ``network_kwargs``. Another class is called with
+        ``network_kwargs`` only; an instance is deep-copied (never modified).
+        The network must return ``T`` logits per image, or a pair
         ``(transformation_logits, class_logits)`` when a class head is used.
         :meth:`transform` needs a ``forward_features`` method.
     network_kwargs : dict, default=None
@@ -124,11 +122,17 @@ default="geometric72"
         Pairs per training batch (128 in the paper) and images per forward
         pass when scoring; scores do not depend on it.
     lr : float, default=1e-3
-        Adam learning rate (Keras' default, used by the paper).
+        Learning rate (Keras' Adam default, used by the paper).
+    optimizer : {"adam", "adamw", "sgd"} or torch.optim.Optimizer subclass, \
+default="adam"
+        Optimiser; ``"adam"`` uses Keras' epsilon 1e-7, as the authors' code.
     weight_decay : float, default=5e-4
-        Coupled L2 penalty of Adam, ``Adam(weight_decay=...)``, applied to all
-        parameters: the paper's Keras L2 regularisers ``2.5e-4 * sum(w**2)``
-        amount to ``5e-4`` here.
+        Weight decay of the optimiser; with Adam the coupled L2 penalty,
+        applied to all parameters: the paper's Keras L2 regularisers
+        ``2.5e-4 * sum(w**2)`` amount to ``5e-4`` here.
+    lr_schedule : (milestones, gamma) or None, default=None
+        Multiply the learning rate by ``gamma`` after each epoch in
+        ``milestones`` (the paper uses none).
     score : {"dirichlet", "simplified"}, default="dirichlet"
         ``"dirichlet"``: the Dirichlet normality score above.
         ``"simplified"``: ``(1/T) sum_t softmax(f(T_t(x)))_t``, the mean
@@ -142,19 +146,28 @@ default="geometric72"
         head is used for scoring; :meth:`predict_class` uses the class head.
         ``"auto"``: when ``y`` holds at least two classes (labels ``-1`` are
         known outliers and are left out). True requires such labels.
-    device : {"auto", "cpu", "cuda"}, str or torch.device, default="auto"
-        Where to train and score; ``"auto"`` uses CUDA when available.
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+        Where training and scoring run: ``"auto"`` is the first GPU when CUDA
+        is available and the CPU otherwise; a CUDA device asked for on a
+        machine without CUDA falls back to the CPU with a
+        :class:`~sklearn_ood.nn.DeviceWarning`.
     random_state : int, RandomState instance or None, default=None
-        Seeds the hold-out split, the network's initialisation and the
-        training (shuffling), in this order. With an int, CPU results are
-        deterministic and the global torch seed is neither used nor changed.
+        Seeds the calibration split (or folds), the network's initialisation
+        and the training (shuffling), in this order. With an int, CPU results
+        are deterministic and the global torch seed is neither used nor
+        changed.
     verbose : int, default=0
         Progress output of the training loop.
-    validation_fraction : float, default=0.1
-        Share of the training images held out to set ``offset_`` (see Notes).
+    validation_fraction : float in [0, 1), default=0.1
+        Share of the training images held out for the calibration scores
+        (see Notes). 0 trains on every image and cross-fits ``cv`` networks
+        for the calibration scores.
+    cv : int, default=5
+        Number of cross-fitting folds when ``validation_fraction=0`` (``cv``
+        more trainings); unused otherwise.
     contamination : "auto" or float, default="auto"
-        Share of held-out training images below ``offset_``; ``"auto"``
-        means 0.025.
+        Share of new normal images that :meth:`predict` flags; ``"auto"`` is
+        0.025 (see :mod:`sklearn_ood.base`).
 
     Attributes
     ----------
@@ -169,16 +182,20 @@ default="geometric72"
         the ``t``-th transformation of the training images.
     epochs_ : int
         Number of epochs trained.
-    history_ : list of float
-        Mean training loss of each epoch.
+    history_ : TrainingHistory
+        Mean training loss of each epoch (a list; see
+        :class:`~sklearn_ood.nn.TrainingHistory`).
     input_shape_ : tuple of int
         ``(C, H, W)`` the network sees, after padding.
     image_shape_ : tuple of int
         ``(C, H, W)`` of the images passed to ``fit``; enforced when scoring.
     classes_ : ndarray
         Class labels of the class head (only when one was trained).
+    calibration_scores_ : ndarray
+        Scores of the held-out images (or the cross-fitted scores of every
+        image with ``validation_fraction=0``).
     offset_ : float
-        Threshold of ``decision_function``, from the held-out images.
+        Threshold of ``decision_function``, from ``calibration_scores_``.
 
     See Also
     --------
@@ -200,17 +217,31 @@ default="geometric72"
     Keras' epsilon 1e-7 and categorical cross-entropy (without Keras'
     clipping of the probabilities to ``[1e-7, 1 - 1e-7]``).
 
-    **Hold-out and offset.** Networks memorise their training images, so
-    ``fit`` holds out ``validation_fraction`` of the images: the network and
-    the Dirichlet parameters are fitted on the rest (the Dirichlet on the
-    same images the network was trained on, as the authors' code does), and
-    ``offset_`` is the ``contamination`` quantile of the scores of the
-    held-out images. The paper trains on all images; this hold-out is ours.
+    **Calibration.** Networks memorise their training images, so ``fit``
+    holds out ``validation_fraction`` of the images: the network and the
+    Dirichlet parameters are fitted on the rest (the Dirichlet on the same
+    images the network was trained on, as the authors' code does), and the
+    scores of the held-out images are the calibration scores that set
+    ``offset_`` and :meth:`p_values`. The paper trains on all images: use
+    ``validation_fraction=0``, which trains the final network on every image
+    and takes the calibration scores from ``cv`` cross-fitted networks (each
+    trained on all folds but one, scoring that fold). The Dirichlet score's
+    scale follows each network's ``alpha_``, so cross-fitted scores match the
+    final network's only when training is stable (enough images and epochs);
+    on small data, or briefly trained networks, they can flag up to twice
+    ``contamination`` of new normal images (the cross-conformal worst case):
+    prefer a held-out share there.
 
-    **Numerics.** Softmax outputs are clipped to ``[1e-12, 1]`` before the
-    logarithms (the original has no safeguard); see
-    :func:`~sklearn_ood.stats.dirichlet_mle`. Scoring costs ``T`` forward
-    passes per image.
+    **Degenerate input.** Copies of one image (constant images, for example)
+    are refused: nothing distinguishes them, and the Dirichlet concentration
+    of identical softmax outputs is infinite. So are images whose softmax
+    outputs do not vary, and training that overflows float32 (pixel values
+    far beyond [0, 1]); the errors name ``X``.
+
+    **Numerics.** Softmax outputs of exactly 0 are replaced by the smallest
+    normal float64 before the logarithms (the original has no safeguard; any
+    other value is used as is); see :func:`~sklearn_ood.stats.dirichlet_mle`.
+    Scoring costs ``T`` forward passes per image.
 
     References
     ----------
@@ -220,7 +251,7 @@ default="geometric72"
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ood._geometric import DirichletTransformDetector
+    >>> from sklearn_ood import DirichletTransformDetector
     >>> rng = np.random.RandomState(0)
     >>> X = (rng.rand(12, 8, 8) * 255).astype(np.uint8)
     >>> det = DirichletTransformDetector(
@@ -231,7 +262,7 @@ default="geometric72"
     """
 
     _parameter_constraints: dict = {
-        **BaseImageDetector._parameter_constraints,
+        **BaseNetworkDetector._parameter_constraints,
         "transformations": [
             StrOptions(set(PRESETS)),
             GeometricTransformations,
@@ -244,11 +275,6 @@ default="geometric72"
             Interval(Integral, 1, None, closed="left"),
             None,
         ],
-        "network": [None, callable],
-        "network_kwargs": [dict, None],
-        "epochs": [Interval(Integral, 1, None, closed="left"), None],
-        "lr": [Interval(Real, 0.0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0.0, None, closed="left")],
         "score": [StrOptions({"dirichlet", "simplified"})],
         "class_head": ["boolean", StrOptions({"auto"})],
     }
@@ -269,13 +295,16 @@ default="geometric72"
         epochs: int | None = None,
         batch_size: int = 128,
         lr: float = 1e-3,
+        optimizer: str | type[torch.optim.Optimizer] = "adam",
         weight_decay: float = 5e-4,
+        lr_schedule: tuple | None = None,
         score: str = "dirichlet",
         class_head: bool | str = "auto",
         device: str | torch.device = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
         validation_fraction: float = 0.1,
+        cv: int = 5,
         contamination: str | float = "auto",
     ) -> None:
         self.transformations = transformations
@@ -286,13 +315,16 @@ default="geometric72"
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.optimizer = optimizer
         self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.score = score
         self.class_head = class_head
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
         self.validation_fraction = validation_fraction
+        self.cv = cv
         self.contamination = contamination
 
     # ------------------------------------------------------------------ set-up
@@ -331,34 +363,24 @@ default="geometric72"
         top, left = (size - height) // 2, (size - width) // 2
         return (left, size - width - left, top, size - height - top)
 
-    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+    def _pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Scale a raw batch to [-1, 1] and pad it (padding = raw 0 = -1)."""
         x = to_minus1_1(x) if self._input_info.was_uint8 else 2.0 * x - 1.0
         if any(self._pad):
             x = F.pad(x, self._pad, mode="constant", value=-1.0)
         return x
 
-    def _build_network(self, n_channels: int, n_classes: int | None, rng):
-        network = self.network
-        default_kwargs = None
-        if network is None or (
-            isinstance(network, type) and issubclass(network, WideResNet)
-        ):
-            default_kwargs = {
-                "depth": 10,
-                "widen_factor": 4,
-                "num_classes": self.n_transforms_,
-                "in_channels": n_channels,
-            }
-            if n_classes is not None:
-                default_kwargs["num_classes_aux"] = n_classes
-        return build_module(
-            network,
-            self.network_kwargs,
-            default=WideResNet,
-            default_kwargs=default_kwargs,
-            random_state=rng,
-        )
+    def _wrn_kwargs(self) -> dict:
+        """Arguments of the Wide ResNet derived from the data (see ``network``)."""
+        kwargs = {
+            "depth": 10,
+            "widen_factor": 4,
+            "num_classes": self.n_transforms_,
+            "in_channels": self.image_shape_[0],
+        }
+        if "classes_" in self.__dict__:
+            kwargs["num_classes_aux"] = len(self.classes_)
+        return kwargs
 
     def _check_output(self, out, batch_len: int, class_head: bool):
         """Split a network output into (transformation, class) logits, checked."""
@@ -396,11 +418,12 @@ default="geometric72"
         return logits, class_logits
 
     # --------------------------------------------------------------------- fit
-    def _fit(self, X, y, X_outliers):
-        n = X.shape[0]
+    def _default_epochs(self) -> int:
+        return math.ceil(_EPOCH_BUDGET / self.n_transforms_)
+
+    def _prepare(self, X, y, X_outliers):
         for attr in ("classes_", "module_"):
             self.__dict__.pop(attr, None)
-        self._clear_torch_cache()
         if not self._input_info.was_uint8:
             lo, hi = float(X.min()), float(X.max())
             if lo < 0.0 or hi > 1.0:
@@ -409,9 +432,8 @@ default="geometric72"
                     f"are assumed to lie in [0, 1] and are mapped to [-1, 1] by "
                     "2 * x - 1. Pass uint8 images (0..255) or rescale them.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
-
         gt = self._make_transformations()
         c, h, w = self.image_shape_
         self._pad = self._padding(h, w)
@@ -419,10 +441,7 @@ default="geometric72"
         self.input_shape_ = (c, h + top + bottom, w + left + right)
         gt.source_indices(*self.input_shape_[1:])  # checks sizes before training
         self.transformations_ = gt
-        self.n_transforms_ = n_t = gt.n_transforms
-        self.epochs_ = (
-            math.ceil(_EPOCH_BUDGET / n_t) if self.epochs is None else int(self.epochs)
-        )
+        self.n_transforms_ = gt.n_transforms
 
         classes, y_enc = None, None
         if y is not None and self.class_head is not False:
@@ -433,20 +452,22 @@ default="geometric72"
                 f"(besides -1); got "
                 f"{'y=None' if classes is None else f'{len(classes)} class'}."
             )
-        use_head = classes is not None and len(classes) >= 2
-        if use_head:
-            self.classes_ = classes
+        if classes is None or len(classes) < 2:
+            return None
+        self.classes_ = classes
+        return y_enc
 
-        rng = check_random_state(self.random_state)
-        fit_idx, hold_idx = self._holdout_split(n, y if use_head else None, rng)
-        module = self._build_network(c, len(classes) if use_head else None, rng)
+    def _fit_network(self, X, codes, X_outliers, rng):
+        use_head = codes is not None
+        n_t = self.n_transforms_
+        gt = self.transformations_
+        module, out = self._build({WideResNet: self._wrn_kwargs()}, WideResNet, rng, X)
+        self._check_output(out, min(2, X.shape[0]), use_head)
+
         dev = resolve_device(self.device)
-
-        images = X[torch.from_numpy(fit_idx)].to(dev)
+        images = X.to(dev)
         labels = (
-            torch.as_tensor(y_enc[fit_idx], dtype=torch.int64, device=dev)
-            if use_head
-            else None
+            torch.as_tensor(codes, dtype=torch.int64, device=dev) if use_head else None
         )
         n_fit, bs = images.shape[0], int(self.batch_size)
 
@@ -458,53 +479,48 @@ default="geometric72"
 
         def loss_fn(net, batch):
             i, t = batch
-            x = gt.apply(self._prep(images[i]), t)
+            x = gt.apply(self._pixels(images[i]), t)
             logits, class_logits = self._check_output(net(x), len(i), use_head)
             loss = F.cross_entropy(logits, t)
             if use_head:
                 loss = loss + F.cross_entropy(class_logits, labels[i])
             return loss
 
-        self.history_ = train_module(
+        adam = isinstance(self.optimizer, str) and self.optimizer == "adam"
+        self.history_ = self._train(
             module,
             loss_fn,
             pairs,
-            epochs=self.epochs_,
-            optimizer="adam",
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            optimizer_kwargs={"eps": _KERAS_ADAM_EPS},
-            device=dev,
-            random_state=rng,
-            verbose=self.verbose,
-            desc=type(self).__name__,
+            rng,
+            X=X,
+            optimizer_kwargs={"eps": _KERAS_ADAM_EPS} if adam else None,
         )
-        self.module_ = module.to("cpu").eval()
+        self.module_ = self._finish_module(module)
         self._fitted_score = self.score
 
-        X_fit = X[torch.from_numpy(fit_idx)]
-        P = np.stack([q for _, q in self._iter_proba(X_fit)])
-        self.alpha_ = dirichlet_mle(P)
-        return self._score(X[torch.from_numpy(hold_idx)])
+        P = np.stack([q for _, q in self._iter_proba(X)])
+        try:
+            self.alpha_ = dirichlet_mle(P)
+        except (ValueError, FloatingPointError) as exc:
+            raise ValueError(
+                f"{type(self).__name__} cannot fit its Dirichlet distributions: "
+                "the network's softmax outputs on the transformed training images "
+                "X do not vary enough (the maximum-likelihood concentration "
+                "diverges). X's images are too similar to each other, too small "
+                "or of too extreme values for the network to tell them apart "
+                f"(pixel values in {self._value_range(X)}, images "
+                f"{self.image_shape_[1]}x{self.image_shape_[2]}). ({exc})"
+            ) from exc
 
     # ----------------------------------------------------------------- scoring
     def _iter_proba(self, x: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(t, softmax(f(T_t(x))))`` as float32 arrays ``(N, T)``."""
-        dev = resolve_device(self.device)
-        module = self._module_on_device("module_", dev)
         gt = self.transformations_
-
-        def logits_fn(xb):
-            return _head(module(xb))
-
         for t in range(self.n_transforms_):
-            logits = predict_batches(
-                logits_fn,
+            logits = self._forward(
+                lambda m: lambda xb: _head(m(xb)),
                 x,
-                batch_size=self.batch_size,
-                device=dev,
-                preprocess=lambda xb, t=t: gt.apply(self._prep(xb), t),
-                module=module,
+                preprocess=lambda xb, t=t: gt.apply(self._pixels(xb), t),
             )
             self._check_output(logits, x.shape[0], False)
             yield t, torch.softmax(logits, dim=1).numpy()
@@ -538,7 +554,7 @@ default="geometric72"
         Examples
         --------
         >>> import numpy as np
-        >>> from sklearn_ood._geometric import DirichletTransformDetector
+        >>> from sklearn_ood import DirichletTransformDetector
         >>> X = (np.random.RandomState(0).rand(12, 8, 8) * 255).astype(np.uint8)
         >>> det = DirichletTransformDetector(
         ...     transformations="intuition_flip", network_kwargs={"widen_factor": 1},
@@ -552,17 +568,7 @@ default="geometric72"
 
     def _forward_plain(self, X, fn_name: str):
         x = self._validate_score_input(X)
-        dev = resolve_device(self.device)
-        module = self._module_on_device("module_", dev)
-        fn = getattr(module, fn_name) if fn_name != "__call__" else module
-        return predict_batches(
-            fn,
-            x,
-            batch_size=self.batch_size,
-            device=dev,
-            preprocess=self._prep,
-            module=module,
-        )
+        return self._forward(lambda m: getattr(m, fn_name), x)
 
     @available_if(_has_features)
     def transform(self, X) -> np.ndarray:
@@ -585,7 +591,7 @@ default="geometric72"
         Examples
         --------
         >>> import numpy as np
-        >>> from sklearn_ood._geometric import DirichletTransformDetector
+        >>> from sklearn_ood import DirichletTransformDetector
         >>> X = (np.random.RandomState(0).rand(12, 8, 8) * 255).astype(np.uint8)
         >>> det = DirichletTransformDetector(
         ...     transformations="intuition_flip", network_kwargs={"widen_factor": 1},
@@ -594,7 +600,8 @@ default="geometric72"
         (12, 64)
         """
         check_is_fitted(self)
-        return self._forward_plain(X, "forward_features").numpy()
+        features = self._forward_plain(X, "forward_features")
+        return features.numpy().astype(np.float32, copy=False)
 
     @available_if(_may_have_class_head)
     def predict_class(self, X) -> np.ndarray:
@@ -616,7 +623,7 @@ default="geometric72"
         Examples
         --------
         >>> import numpy as np
-        >>> from sklearn_ood._geometric import DirichletTransformDetector
+        >>> from sklearn_ood import DirichletTransformDetector
         >>> rng = np.random.RandomState(0)
         >>> X = (rng.rand(16, 8, 8) * 255).astype(np.uint8)
         >>> y = np.repeat(["a", "b"], 8)

@@ -16,17 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._image_base import BaseImageDetector
+from ._network_base import BaseNetworkDetector
 from .nn._architectures import LeNet, VGGEmbedding
-from .nn._device import draw_seed, resolve_device
 from .nn._losses import ContrastiveLoss
 from .nn._pairs import PairSampler
-from .nn._training import build_module, predict_batches, train_module
 
 __all__ = ["MetricLearningDetector"]
 
@@ -62,7 +59,7 @@ def _squared_distances(E: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return out
 
 
-class MetricLearningDetector(TransformerMixin, BaseImageDetector):
+class MetricLearningDetector(TransformerMixin, BaseNetworkDetector):
     """Metric learning with out-of-distribution mining (ML / ODM) on images.
 
     The network is trained with a contrastive loss on pairs of embeddings:
@@ -115,34 +112,46 @@ default=None
     ood_every : int, default=2
         Every ``ood_every``-th batch is a mining batch (batches 1, 3, 5, ...,
         counted from 0 across epochs).
-    epochs : int, default=30
-        Passes over the in-distribution training images (the paper trains
-        3,000 epochs with ``lr=1e-4``).
+    epochs : int, default=None
+        Passes over the in-distribution training images; None is 30 (the
+        paper trains 3,000 epochs with ``lr=1e-4``).
     batch_size : int, default=256
         Images per training batch (half "left" images, half their pair
-        partners; 1024 in the paper) and per scoring batch.
+        partners, at least one pair; 1024 in the paper) and per scoring batch.
     lr : float, default=1e-3
-        Adam learning rate. The paper's ``1e-4`` needs its thousands of
-        epochs; ``1e-3`` trains LeNet in tens of epochs on a CPU.
+        Learning rate. The paper's ``1e-4`` needs its thousands of epochs;
+        ``1e-3`` trains LeNet in tens of epochs on a CPU.
+    optimizer : {"adam", "adamw", "sgd"} or torch.optim.Optimizer subclass, \
+default="adam"
+        Optimiser (Adam in the paper).
     weight_decay : float, default=1e-4
-        Coupled L2 penalty of Adam; ``1e-4`` equals the released code's
-        ``1e-4 * sum(||w||^2) / 2`` on all weights and biases.
+        Weight decay of the optimiser (with Adam the coupled L2 penalty);
+        ``1e-4`` equals the released code's ``1e-4 * sum(||w||^2) / 2`` on all
+        weights and biases.
     lr_schedule : (milestones, gamma) or None, default=None
         Multiply the learning rate by ``gamma`` after each epoch in
         ``milestones``; the paper uses ``((150, 2250), 0.1)``.
-    device : {"auto", "cpu", "cuda"}, str or torch.device, default="auto"
-        Where to train and score; ``"auto"`` uses CUDA when available.
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+        Where training and scoring run: ``"auto"`` is the first GPU when CUDA
+        is available and the CPU otherwise; a CUDA device asked for on a
+        machine without CUDA falls back to the CPU with a
+        :class:`~sklearn_ood.nn.DeviceWarning`.
     random_state : int, RandomState instance or None, default=None
-        Controls the holdout split, the initialisation, the pair sampling and
-        dropout. An integer makes CPU results reproducible.
+        Controls the calibration split (or folds), the initialisation, the
+        pair sampling and dropout. An integer makes CPU results reproducible.
     verbose : int, default=0
         Training progress output (see :func:`~sklearn_ood.nn.train_module`).
-    validation_fraction : float, default=0.1
-        Share of the in-distribution training images held out from training
-        and from the class centres; their scores set ``offset_``.
+    validation_fraction : float in [0, 1), default=0.1
+        Share of the in-distribution training images (stratified by class)
+        held out from training and from the class centres, for the
+        calibration scores. 0 trains on every image and cross-fits ``cv``
+        networks for the calibration scores.
+    cv : int, default=5
+        Number of cross-fitting folds when ``validation_fraction=0`` (``cv``
+        more trainings); unused otherwise.
     contamination : "auto" or float, default="auto"
-        Share of held-out training images that falls below ``offset_``;
-        ``"auto"`` is 0.025.
+        Share of new normal images that :meth:`predict` flags; ``"auto"`` is
+        0.025 (see :mod:`sklearn_ood.base`).
 
     Attributes
     ----------
@@ -154,10 +163,16 @@ default=None
         Mean embedding (float64) of the training images of each class.
     embedding_dim_ : int
         Size of the embedding.
-    loss_curve_ : list of float
-        Mean training loss of each epoch.
+    epochs_ : int
+        Number of epochs trained.
+    history_ : TrainingHistory
+        Mean training loss of each epoch (a list; see
+        :class:`~sklearn_ood.nn.TrainingHistory`).
     image_shape_ : tuple of int
         ``(C, H, W)`` of the training images.
+    calibration_scores_ : ndarray
+        Scores of the held-out images (or the cross-fitted scores of every
+        in-distribution image with ``validation_fraction=0``).
     offset_ : float
         ``decision_function = score_samples - offset_``.
 
@@ -183,12 +198,14 @@ default=None
     has a single batch (identical when the number of batches per epoch is
     even).
 
-    **Offset.** ``fit`` holds out ``validation_fraction`` of the
+    **Calibration.** ``fit`` holds out ``validation_fraction`` of the
     in-distribution images (stratified by class). The network is trained on
     the rest (plus all OOD images, for mining) and the class centres are the
-    mean embeddings of the rest; ``offset_`` is the ``contamination``
-    percentile of the scores of the held-out images, which neither the
-    network nor the centres saw.
+    mean embeddings of the rest; the scores of the held-out images, which
+    neither the network nor the centres saw, are the calibration scores of
+    ``offset_`` and :meth:`p_values`. With ``validation_fraction=0`` the
+    network trains on every image and the calibration scores come from ``cv``
+    cross-fitted networks.
 
     **Scoring.** Centres and scores are computed with the network in eval
     mode (dropout off), in batches whose size does not change the results.
@@ -223,20 +240,13 @@ default=None
     """
 
     _parameter_constraints: dict = {
-        **BaseImageDetector._parameter_constraints,
-        "network": [None, type, nn.Module, callable],
-        "network_kwargs": [None, dict],
+        **BaseNetworkDetector._parameter_constraints,
         "embedding_dim": [None, Interval(Integral, 1, None, closed="left")],
         "margin": [Interval(Real, 0.0, None, closed="neither")],
         "squared": ["boolean"],
         "similar_ratio": [Interval(Real, 0.0, 1.0, closed="both")],
         "ood_ratio": [Interval(Real, 0.0, 0.5, closed="both")],
         "ood_every": [Interval(Integral, 1, None, closed="left")],
-        "epochs": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 2, None, closed="left")],
-        "lr": [Interval(Real, 0.0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0.0, None, closed="left")],
-        "lr_schedule": [None, tuple, list, dict],
     }
 
     def __init__(
@@ -250,15 +260,17 @@ default=None
         similar_ratio: float = 0.25,
         ood_ratio: float = 0.25,
         ood_every: int = 2,
-        epochs: int = 30,
+        epochs: int | None = None,
         batch_size: int = 256,
         lr: float = 1e-3,
+        optimizer: str | type[torch.optim.Optimizer] = "adam",
         weight_decay: float = 1e-4,
         lr_schedule: tuple | None = None,
         device: str | torch.device = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
         validation_fraction: float = 0.1,
+        cv: int = 5,
         contamination: str | float = "auto",
     ) -> None:
         self.network = network
@@ -272,23 +284,25 @@ default=None
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.optimizer = optimizer
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
         self.validation_fraction = validation_fraction
+        self.cv = cv
         self.contamination = contamination
 
     # -- network ------------------------------------------------------------
-    def _default_network(self, image_shape) -> type[nn.Module]:
-        c, h, w = image_shape
+    def _default_network(self) -> type[nn.Module]:
+        c, h, w = self.image_shape_
         return VGGEmbedding if c == 3 and min(h, w) >= 32 else LeNet
 
-    def _build_network(self, image_shape, n_classes: int, seed: int) -> nn.Module:
-        network = self.network
-        if network is None:
-            network = self._default_network(image_shape)
+    def _derived_kwargs(self, n_classes: int) -> dict:
+        """Arguments derived from the data for each default architecture."""
+        c, h, w = self.image_shape_
+        network = self._default_network() if self.network is None else self.network
         base = None
         if isinstance(network, type):
             base = next((b for b in _DEFAULT_DIM if issubclass(network, b)), None)
@@ -301,61 +315,36 @@ default=None
                     f"embedding_dim=None. Got embedding_dim={self.embedding_dim!r} "
                     f"with network={network!r}."
                 )
-            derived = {}
-        else:
-            c, h, w = image_shape
-            dim = (
-                _DEFAULT_DIM[base] if self.embedding_dim is None else self.embedding_dim
+            return {}
+        dim = _DEFAULT_DIM[base] if self.embedding_dim is None else self.embedding_dim
+        dim_key = "feature_dim" if base is LeNet else "embedding_dim"
+        if (
+            self.embedding_dim is not None
+            and isinstance(self.network_kwargs, Mapping)
+            and dim_key in self.network_kwargs
+        ):
+            raise ValueError(
+                "MetricLearningDetector got the embedding size twice: "
+                f"embedding_dim={self.embedding_dim!r} and network_kwargs"
+                f"[{dim_key!r}]={self.network_kwargs[dim_key]!r}; set only one."
             )
-            if base is LeNet:
-                derived = {
-                    "in_channels": c,
-                    "input_size": (h, w),
-                    "feature_dim": dim,
-                    "feature_activation": False,
-                    "num_classes": n_classes,
-                }
-                dim_key = "feature_dim"
-            else:
-                derived = {"in_channels": c, "input_size": (h, w), "embedding_dim": dim}
-                dim_key = "embedding_dim"
-            if (
-                self.embedding_dim is not None
-                and isinstance(self.network_kwargs, Mapping)
-                and dim_key in self.network_kwargs
-            ):
-                raise ValueError(
-                    "MetricLearningDetector got the embedding size twice: "
-                    f"embedding_dim={self.embedding_dim!r} and network_kwargs"
-                    f"[{dim_key!r}]={self.network_kwargs[dim_key]!r}; set only one."
-                )
-        return build_module(
-            network,
-            self.network_kwargs,
-            default=network,
-            default_kwargs=derived,
-            random_state=seed,
-        )
+        derived = {"in_channels": c, "input_size": (h, w), dim_key: dim}
+        if base is LeNet:
+            derived.update(feature_activation=False, num_classes=n_classes)
+        return {base: derived}
 
-    def _scale(self, x: torch.Tensor) -> torch.Tensor:
-        return x / 255.0 if self._input_info.was_uint8 else x
+    def _probe_forward(self, module, x):
+        return _embed(module, x)
 
-    def _embeddings(self, X: torch.Tensor) -> np.ndarray:
-        """Embeddings of validated images (float64, in batches, eval mode)."""
-        device = resolve_device(self.device)
-        module = self._module_on_device("module_", device)
-        out = predict_batches(
-            lambda xb: _embed(module, xb),
-            X,
-            batch_size=self.batch_size,
-            device=device,
-            preprocess=self._scale,
-            module=module,
-        )
-        return out.numpy().astype(np.float64)
+    def _embeddings(self, X: torch.Tensor) -> torch.Tensor:
+        """Float32 embeddings of validated images (in batches, eval mode)."""
+        return self._forward(lambda m: lambda xb: _embed(m, xb), X)
 
     # -- fit ------------------------------------------------------------------
-    def _fit(self, X, y, X_outliers):
+    def _default_epochs(self) -> int:
+        return 30
+
+    def _prepare(self, X, y, X_outliers):
         name = type(self).__name__
         if y is None:
             raise ValueError(
@@ -376,33 +365,31 @@ default=None
                 "takes one left image); got similar_ratio="
                 f"{self.similar_ratio!r} and ood_ratio={self.ood_ratio!r}."
             )
-        rng = check_random_state(self.random_state)
-        fit_idx, hold_idx = self._holdout_split(X.shape[0], y, rng)
-        missing = np.setdiff1d(np.arange(classes.size), y_idx[fit_idx])
+        self.classes_ = classes
+        return y_idx
+
+    def _fit_network(self, X, codes, X_outliers, rng):
+        classes = self.classes_
+        missing = np.setdiff1d(np.arange(classes.size), codes)
         if missing.size:
             raise ValueError(
-                f"{name}: the classes {classes[missing].tolist()} have no training "
-                "image left after holding out validation_fraction="
-                f"{self.validation_fraction!r} of the data for offset_; give more "
-                "images per class or lower validation_fraction."
+                f"{type(self).__name__}: the classes {classes[missing].tolist()} "
+                "have no image among those that train the network "
+                f"(validation_fraction={self.validation_fraction!r} holds images "
+                f"out, or cv={self.cv} folds with validation_fraction=0); give "
+                "more images per class or lower validation_fraction."
             )
-        init_seed, train_seed = draw_seed(rng), draw_seed(rng)
-
-        self.classes_ = classes
-        module = self._build_network(tuple(X.shape[1:]), classes.size, init_seed)
-        with torch.no_grad():
-            was_training = module.training
-            module.eval()
-            probe = _embed(module, self._scale(X[:2]))
-            module.train(was_training)
+        defaults = self._derived_kwargs(classes.size)
+        default = self._default_network()
+        module, probe = self._build(defaults, default, rng, X)
         self.embedding_dim_ = int(probe.shape[1])
 
-        # Training set: in-distribution fit part, then the OOD images (-1).
-        parts, labels = [X[torch.from_numpy(fit_idx)]], [y_idx[fit_idx]]
+        # Training set: in-distribution images, then the OOD images (-1).
+        parts, labels = [X], [codes]
         if X_outliers is not None:
             parts.append(X_outliers)
             labels.append(np.full(X_outliers.shape[0], -1, dtype=np.int64))
-        images = self._scale(torch.cat(parts))
+        images = self._pixels(torch.cat(parts))
         labels = np.concatenate(labels).astype(np.int64)
         sampler = PairSampler(
             labels,
@@ -411,30 +398,18 @@ default=None
             ood_every=self.ood_every,
         )
         criterion = ContrastiveLoss(self.margin, squared=self.squared)
-        self.loss_curve_ = list(
-            train_module(
-                module,
-                lambda mod, batch: self._batch_loss(mod, batch, criterion),
-                self._pair_batches(images, labels, sampler),
-                epochs=self.epochs,
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                lr_schedule=self.lr_schedule,
-                device=resolve_device(self.device),
-                random_state=train_seed,
-                verbose=self.verbose,
-                desc=name,
-            )
+        self.history_ = self._train(
+            module,
+            lambda mod, batch: self._batch_loss(mod, batch, criterion),
+            self._pair_batches(images, labels, sampler),
+            rng,
+            X=X,
         )
-        self._clear_torch_cache()
-        self.module_ = module.to("cpu").eval()
-
-        E_fit = self._embeddings(X[torch.from_numpy(fit_idx)])
-        codes = y_idx[fit_idx]
+        self.module_ = self._finish_module(module)
+        E = self._embeddings(X).numpy().astype(np.float64)
         self.centers_ = np.stack(
-            [E_fit[codes == k].mean(axis=0) for k in range(classes.size)]
+            [E[codes == k].mean(axis=0) for k in range(classes.size)]
         )
-        return self._score(X[torch.from_numpy(hold_idx)])
 
     def _pair_batches(self, images: torch.Tensor, labels, sampler: PairSampler):
         """Batch factory for ``train_module``: ``(images, same)`` per batch.
@@ -444,7 +419,7 @@ default=None
         """
         in_idx = np.flatnonzero(labels >= 0)
         n_in = in_idx.size
-        n_left = min(self.batch_size // 2, n_in)
+        n_left = max(1, min(self.batch_size // 2, n_in))
         n_batches = n_in // n_left
 
         def factory(epoch: int, generator: torch.Generator):
@@ -470,7 +445,8 @@ default=None
 
     # -- scoring ----------------------------------------------------------------
     def _score(self, X):
-        return -_squared_distances(self._embeddings(X), self.centers_).min(axis=1)
+        E = self._embeddings(X).numpy().astype(np.float64)
+        return -_squared_distances(E, self.centers_).min(axis=1)
 
     def transform(self, X):
         """Embed images with the trained network.
@@ -482,12 +458,12 @@ default=None
 
         Returns
         -------
-        embeddings : ndarray of shape (n_samples, embedding_dim_), float64
+        embeddings : ndarray of shape (n_samples, embedding_dim_), float32
             Embeddings (network in eval mode), e.g. to fit another detector
             such as :class:`~sklearn_ood.MahalanobisDetector` on them.
         """
         check_is_fitted(self)
-        return self._embeddings(self._validate_score_input(X))
+        return self._embeddings(self._validate_score_input(X)).numpy()
 
     def class_distances(self, X):
         """Squared Euclidean distance of each embedding to each class centre.
@@ -503,7 +479,7 @@ default=None
             Column ``k`` is the squared distance to ``centers_[k]``, the centre
             of class ``classes_[k]``.
         """
-        return _squared_distances(self.transform(X), self.centers_)
+        return _squared_distances(self.transform(X).astype(np.float64), self.centers_)
 
     def predict_class(self, X):
         """Classify images by the nearest class centre.

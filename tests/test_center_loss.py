@@ -19,7 +19,7 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
-from sklearn_ood._center_loss import CenterLossDetector
+from sklearn_ood import CenterLossDetector
 from sklearn_ood.metrics import auroc, auroc_scorer
 from sklearn_ood.nn import LeNet, torch_threads
 from tests._calibration import conformal_threshold
@@ -100,21 +100,37 @@ def data():
 @pytest.fixture(scope="module")
 def fitted(data):
     X, y, _ = data
-    return _detector().fit(X, y)
+    return _detector(decision="paper").fit(X, y)
+
+
+def _fit_rows(det, y):
+    """(fit, held-out) rows: the first draw from the detector's random state."""
+    return det._holdout_split(len(y), y, check_random_state(det.random_state))
+
+
+# Tolerances: the reference recomputes float32 LeNet features in torch (same
+# module, another batch size: float32 rounding, ~1e-6 relative) and inverts
+# full-rank 4x4 class covariances with np.linalg.inv, while the detector uses
+# MahalanobisDetector's eigendecomposition: both are float64 with condition
+# numbers below 1e4 here, so the distances agree to ~1e-6 relative; rtol=1e-4
+# leaves room for the float32 features.
 
 
 # ------------------------------------------------------------ the paper's rule
-def test_thresholds_are_per_class_percentiles(data, fitted):
+def test_thresholds_are_squared_per_class_percentiles(data, fitted):
     X, y, _ = data
-    F_train, _ = _reference_features(fitted.module_, X)
-    D = _reference_distances(F_train, y, F_train)
-    expected = [np.percentile(D[y == c, k], 97.5) for k, c in enumerate([0, 1, 2])]
-    assert_allclose(fitted.thresholds_, expected, rtol=1e-4)
+    fit_idx, _ = _fit_rows(fitted, y)
+    F_fit, _ = _reference_features(fitted.module_, X[fit_idx])
+    y_fit = y[fit_idx]
+    D = _reference_distances(F_fit, y_fit, F_fit)
+    theta = [np.percentile(D[y_fit == c, k], 97.5) for k, c in enumerate([0, 1, 2])]
+    # thresholds_ are theta_c**2, in the unit of class_distances (squared)
+    assert_allclose(fitted.thresholds_, np.square(theta), rtol=1e-4)
     assert_array_equal(fitted.classes_, [0, 1, 2])
     # The statistics are MahalanobisDetector's, fitted on these features.
     assert_allclose(
         fitted.mahalanobis_.means_,
-        [F_train[y == c].mean(axis=0) for c in (0, 1, 2)],
+        [F_fit[y_fit == c].mean(axis=0) for c in (0, 1, 2)],
         rtol=1e-5,
         atol=1e-6,
     )
@@ -123,70 +139,80 @@ def test_thresholds_are_per_class_percentiles(data, fitted):
 def test_quantile_parameter(data):
     X, y, _ = data
     det = _detector(quantile=0.5).fit(X, y)
-    F_train, _ = _reference_features(det.module_, X)
-    D = _reference_distances(F_train, y, F_train)
-    expected = [np.median(D[y == c, k]) for k, c in enumerate([0, 1, 2])]
-    assert_allclose(det.thresholds_, expected, rtol=1e-4)
+    fit_idx, _ = _fit_rows(det, y)
+    F_fit, _ = _reference_features(det.module_, X[fit_idx])
+    y_fit = y[fit_idx]
+    D = _reference_distances(F_fit, y_fit, F_fit)
+    expected = [np.median(D[y_fit == c, k]) for k, c in enumerate([0, 1, 2])]
+    assert_allclose(det.thresholds_, np.square(expected), rtol=1e-4)
 
 
 def test_shrinkage_covariance_is_forwarded(data, fitted):
     X, y, X_test = data
-    det = _detector(covariance="ledoit_wolf").fit(X, y)
+    det = _detector(covariance="ledoit_wolf", decision="paper").fit(X, y)
     # The network does not depend on the covariance estimate.
     for a, b in zip(det.module_.parameters(), fitted.module_.parameters()):
         assert torch.equal(a, b)
-    F_train, _ = _reference_features(det.module_, X)
+    fit_idx, _ = _fit_rows(det, y)
+    F_fit, _ = _reference_features(det.module_, X[fit_idx])
+    y_fit = y[fit_idx]
     F_test, _ = _reference_features(det.module_, X_test)
     D, D_test = [], []
     for c in (0, 1, 2):
-        lw = LedoitWolf().fit(F_train[y == c])
-        D.append(np.sqrt(lw.mahalanobis(F_train[y == c])))
-        D_test.append(np.sqrt(lw.mahalanobis(F_test)))
-    assert_allclose(det.thresholds_, [np.percentile(d, 97.5) for d in D], rtol=1e-4)
+        lw = LedoitWolf().fit(F_fit[y_fit == c])
+        D.append(np.sqrt(lw.mahalanobis(F_fit[y_fit == c])))
+        D_test.append(lw.mahalanobis(F_test))  # squared, as class_distances
+    theta = [np.percentile(d, 97.5) for d in D]
+    assert_allclose(det.thresholds_, np.square(theta), rtol=1e-4)
     assert_allclose(det.class_distances(X_test), np.stack(D_test, 1), rtol=1e-4)
 
 
-def test_predict_is_the_or_rule(data, fitted):
+def test_decision_paper_is_the_or_rule(data, fitted):
     X, y, X_test = data
-    F_train, _ = _reference_features(fitted.module_, X)
+    fit_idx, _ = _fit_rows(fitted, y)
+    F_fit, _ = _reference_features(fitted.module_, X[fit_idx])
+    y_fit = y[fit_idx]
     F_test, _ = _reference_features(fitted.module_, X_test)
-    D_train = _reference_distances(F_train, y, F_train)
-    theta = np.array([np.percentile(D_train[y == c, c], 97.5) for c in (0, 1, 2)])
-    D = _reference_distances(F_train, y, F_test)
+    D_fit = _reference_distances(F_fit, y_fit, F_fit)
+    theta = np.array([np.percentile(D_fit[y_fit == c, c], 97.5) for c in (0, 1, 2)])
+    D = _reference_distances(F_fit, y_fit, F_test)
     inlier = (D <= theta).any(axis=1)
     assert 0 < inlier.sum() < len(inlier)  # both outcomes occur
     assert fitted.offset_ == 0.0
     assert_array_equal(fitted.predict(X_test), np.where(inlier, 1, -1))
-    assert_allclose(fitted.class_distances(X_test), D, rtol=1e-4)
+    assert_allclose(fitted.class_distances(X_test), D**2, rtol=1e-4)
+    # fit_predict applies the same rule to the training images
+    assert_array_equal(clone(fitted).fit_predict(X, y), fitted.predict(X))
 
 
 def test_score_is_normalised_distance_with_or_sign(data, fitted):
     _, _, X_test = data
-    D = fitted.class_distances(X_test)
+    D2 = fitted.class_distances(X_test)
     scores = fitted.score_samples(X_test)
     assert scores.dtype == np.float64
-    assert_allclose(scores, np.max(1.0 - D / fitted.thresholds_, axis=1))
-    assert_array_equal(scores >= 0, (D <= fitted.thresholds_).any(axis=1))
+    assert_allclose(scores, np.max(1.0 - np.sqrt(D2 / fitted.thresholds_), axis=1))
+    assert_array_equal(scores >= 0, (D2 <= fitted.thresholds_).any(axis=1))
     assert_array_equal(fitted.decision_function(X_test), scores)
     # Anomalies (the last 30 rows) score lower than new in-distribution images.
     y_true = np.r_[np.ones(30), -np.ones(30)]
     assert auroc(y_true, scores) > 0.9
 
 
-def test_float_contamination_uses_held_out_percentile(data):
+@pytest.mark.parametrize("contamination", ["auto", 0.2])
+def test_contamination_uses_held_out_scores(data, contamination):
     X, y, _ = data
-    det = _detector(contamination=0.2, validation_fraction=0.2).fit(X, y)
+    det = _detector(contamination=contamination, validation_fraction=0.2).fit(X, y)
     # The holdout split is the first draw from the detector's random state.
     fit_idx, hold_idx = det._holdout_split(len(X), y, check_random_state(0))
     assert len(hold_idx) == 18
-    assert_allclose(
-        det.offset_, conformal_threshold(det.score_samples(X[hold_idx]), 0.2)
-    )
+    held = det.score_samples(X[hold_idx])
+    assert_allclose(np.sort(det.calibration_scores_), np.sort(held))
+    assert_allclose(det.offset_, conformal_threshold(held, contamination))
     F_fit, _ = _reference_features(det.module_, X[fit_idx])
     D = _reference_distances(F_fit, y[fit_idx], F_fit)
     y_fit = y[fit_idx]
     expected = [np.percentile(D[y_fit == c, c], 97.5) for c in (0, 1, 2)]
-    assert_allclose(det.thresholds_, expected, rtol=1e-4)
+    assert_allclose(det.thresholds_, np.square(expected), rtol=1e-4)
     scores = det.score_samples(X)
     assert_array_equal(det.predict(X), np.where(scores >= det.offset_, 1, -1))
 
@@ -265,7 +291,7 @@ def test_mlp_head_ranks_in_above_out(data):
     X, y, X_test = data
     rng = np.random.RandomState(2)
     X_out = _anomalies(rng, 60)
-    det = _detector(head="mlp", head_epochs=10).fit(
+    det = _detector(head="mlp", head_epochs=10, decision="paper").fit(
         np.concatenate([X, X_out]), np.r_[y, -np.ones(60, int)]
     )
     scores = det.score_samples(X_test)
@@ -278,8 +304,9 @@ def test_mlp_head_ranks_in_above_out(data):
     y_true = np.r_[np.ones(30), -np.ones(30)]
     assert auroc(y_true, scores) > 0.95
     assert scores[:30].mean() > scores[30:].mean()
-    assert len(det.head_history_) == 10
-    assert det.head_history_[-1] < det.head_history_[0]
+    head = det.history_.stage("head")
+    assert len(head) == 10 and head[-1] < head[0]
+    assert len(det.history_.stage("network")) == det.epochs_ == 3
 
 
 # ---------------------------------------------------------- estimator rules
@@ -358,16 +385,29 @@ def test_inputs_and_network_instance_not_modified(data):
     assert_array_equal(y, y_copy)
 
 
-def test_network_class_gets_network_kwargs_only(data):
+class _TwoOutputs(torch.nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.features = torch.nn.Linear(SIZE * SIZE, 4)
+        self.fc = torch.nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        f = self.features(x.flatten(1))
+        return f, self.fc(f)
+
+
+def test_network_class_arguments(data):
     X, y, _ = data
-    det = _detector(
-        network=LeNet,
-        network_kwargs={"num_classes": 3, "input_size": SIZE, "feature_dim": 5},
-        epochs=1,
-    ).fit(X, y)
-    assert det.centers_.shape == (3, 5)
+    # A LeNet class gets the arguments derived from the data, then
+    # network_kwargs.
+    det = _detector(network=LeNet, network_kwargs={"feature_dim": 5}, epochs=1)
+    det.fit(X, y)
+    assert det.centers_.shape == (3, 5) and det.module_.fc3.out_features == 3
+    # Another class gets network_kwargs only.
+    det = _detector(network=_TwoOutputs, network_kwargs={"num_classes": 3}, epochs=1)
+    assert det.fit(X, y).centers_.shape == (3, 4)
     with pytest.raises(ValueError, match=r"logits for 10 classes.*3 classes"):
-        _detector(network=LeNet, network_kwargs={"input_size": SIZE}).fit(X, y)
+        _detector(network=_TwoOutputs, network_kwargs=None).fit(X, y)
 
 
 class _LogitsOnly(torch.nn.Module):

@@ -161,6 +161,52 @@ def test_vectorised_fit_equals_separate_fits():
         )
 
 
+def _unclipped_mle(P):
+    """The MLE of the data as given, by L-BFGS on the exact mean log-likelihood.
+
+    Independent of the package: no clipping, scipy's optimiser, log-alpha
+    parametrisation. ``log P`` must be finite (no zeros).
+    """
+    mean_log = np.log(P).mean(0)
+    k = P.shape[1]
+
+    def nll(theta):
+        a = np.exp(theta)
+        s = a.sum()
+        value = -(gammaln(s) - gammaln(a).sum() + mean_log @ (a - 1))
+        grad = -a * (psi(s) - psi(a) + mean_log)
+        return value, grad
+
+    res = minimize(
+        nll,
+        np.zeros(k),
+        jac=True,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10_000},
+    )
+    return np.exp(res.x)
+
+
+def test_default_clip_keeps_the_mle_of_tiny_probabilities():
+    # Many probabilities below 1e-12 (11% of the entries) but no zeros: the
+    # default clip (smallest normal float64) must not move alpha, while the
+    # former 1e-12 clip moved its smallest entry by about 37%.
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet([0.05, 0.1, 2.0], size=2000)
+    assert not (P == 0).any() and (P < 1e-12).mean() > 0.1
+    ref = _unclipped_mle(P)
+    est = dirichlet_mle(P)
+    # Both are the maximiser of a smooth strictly concave function (in log
+    # alpha); the fixed point stops at ||step|| < 1e-9 and L-BFGS at a gradient
+    # of 1e-12, so they agree to ~1e-8 relative: 1e-6 leaves room.
+    np.testing.assert_allclose(est, ref, rtol=1e-6)
+    # a stationary point of the exact (unclipped) likelihood
+    mean_log = np.log(P).mean(0)
+    np.testing.assert_allclose(psi(est.sum()) - psi(est) + mean_log, 0, atol=1e-8)
+    old = dirichlet_mle(P, eps=1e-12)
+    assert np.max(np.abs(old - ref) / ref) > 0.3
+
+
 def test_exact_zeros_are_clipped_and_input_not_mutated():
     rng = np.random.default_rng(4)
     # tiny values underflow to exactly 0 in float32, as a float32 softmax does
@@ -170,14 +216,49 @@ def test_exact_zeros_are_clipped_and_input_not_mutated():
     est = dirichlet_mle(P)
     assert np.isfinite(est).all() and (est > 0).all()
     np.testing.assert_array_equal(P, P_copy)
-    # identical to fitting the explicitly clipped float64 data
-    clipped = np.clip(P.astype(np.float64), 1e-12, 1.0)
-    np.testing.assert_allclose(est, dirichlet_mle(clipped), rtol=1e-12)
+    # identical to fitting the float64 data with only the zeros replaced by the
+    # smallest normal float64 (every nonzero float32 value is kept)
+    tiny = np.finfo(np.float64).tiny
+    replaced = np.where(P == 0, tiny, P.astype(np.float64))
+    np.testing.assert_allclose(est, dirichlet_mle(replaced), rtol=1e-12)
     # the unclipped original recipe breaks on this input
     with np.errstate(divide="ignore"):
         assert np.isneginf(np.log(P.astype(np.float64)).mean(0)).any()
     # a bigger eps changes the result
     assert not np.allclose(est, dirichlet_mle(P, eps=1e-3))
+
+
+def test_identical_rows_refused_whatever_the_rounding():
+    # N identical float32 softmax rows: the float64 column means carry rounding,
+    # which used to leave a denominator of ~1e-17 and alpha ~ 1e15.
+    row = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32) / np.float32(1.0000001)
+    for n in (2, 1000, 4097):
+        with pytest.raises(ValueError, match=r"'P'.*no spread"):
+            dirichlet_mle(np.tile(row, (n, 1)))
+    # rows one float64 ulp apart: within the rounding of the column means
+    P = np.tile(row.astype(np.float64), (1000, 1))
+    P[::2, 0] = np.nextafter(P[::2, 0], 1.0)
+    P[::2, 3] = np.nextafter(P[::2, 3], 0.0)
+    with pytest.raises(ValueError, match=r"'P'.*no spread"):
+        dirichlet_mle(P)
+    # a real spread of 1e-6 in the probabilities is fitted (alpha ~ 1e12)
+    P[::2, 0] += 1e-6
+    P[::2, 3] -= 1e-6
+    assert np.isfinite(dirichlet_mle(P)).all()
+
+
+def test_mle_matches_scipy_log_likelihood_optimum():
+    # scipy.stats.dirichlet has no fit(); its logpdf summed over the data is
+    # maximal at our estimate: no small step in any direction increases it.
+    rng = np.random.default_rng(11)
+    P = rng.dirichlet([0.3, 1.5, 4.0, 0.8], size=500)
+    est = dirichlet_mle(P)
+    best = scipy_dirichlet.logpdf(P.T, est).sum()
+    for k in range(4):
+        for step in (1e-3, -1e-3):
+            a = est.copy()
+            a[k] *= 1 + step
+            assert scipy_dirichlet.logpdf(P.T, a).sum() < best
 
 
 def test_all_zero_column_gives_finite_alpha():
@@ -196,6 +277,8 @@ def test_mle_row_sum_warning_and_degenerate_input():
         dirichlet_mle(0.5 * P)
     with pytest.raises(ValueError, match=r"'P'.*identical"):
         dirichlet_mle(np.tile([0.2, 0.3, 0.5], (10, 1)))
+    with pytest.raises(ValueError, match=r"'P'.*identical"):
+        dirichlet_mle(np.stack([np.tile([0.2, 0.3, 0.5], (10, 1))] * 2))
 
 
 @pytest.mark.parametrize(
@@ -276,7 +359,7 @@ def test_normality_score_matches_python_loop():
         total = 0.0
         for t in range(T):
             for k in range(K):
-                q = max(float(Q[t, n, k]), 1e-12)
+                q = max(float(Q[t, n, k]), np.finfo(np.float64).tiny)
                 total += (alpha[t, k] - 1.0) * np.log(q)
         expected[n] = total / T
     out = dirichlet_normality_score(alpha, Q)

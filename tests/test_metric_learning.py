@@ -26,13 +26,16 @@ from sklearn.utils.estimator_checks import (
 )
 
 import sklearn_ood._metric_learning as ml_module
-from sklearn_ood import MahalanobisDetector
-from sklearn_ood._metric_learning import MetricLearningDetector
+from sklearn_ood import MahalanobisDetector, MetricLearningDetector
 from sklearn_ood.metrics import auroc, auroc_scorer
-from sklearn_ood.nn import LeNet, VGGEmbedding
-from sklearn_ood.nn._losses import ContrastiveLoss
+from sklearn_ood.nn import ContrastiveLoss, LeNet, VGGEmbedding
 from tests._calibration import conformal_threshold
 
+# Tolerances. The reference embeds with the same float32 LeNet in torch, in
+# other batches (summation order: relative ~1e-6 of the embedding), and
+# computes squared distances in float64 from those embeddings: the scores
+# agree to ~1e-6 relative, so rtol=1e-5 (atol 1e-6 for values near zero, and
+# 1e-5 of the score scale where a difference cancels).
 SIZE = 12  # the smallest image LeNet accepts
 N_CLASSES = 3
 OOD_MARK = -5.0
@@ -86,7 +89,7 @@ def fit_part(det, X, y):
     """Row indices (into the in-distribution rows of X) that trained ``det``.
 
     Reproduces the detector's first draw from its random_state: the holdout
-    split of BaseImageDetector.
+    split of the network detectors (sklearn_ood._network_base).
     """
     y_in = y[y != -1]
     rng = check_random_state(det.random_state)
@@ -135,8 +138,12 @@ def test_scores_equal_nearest_centre_by_hand(data, fitted):
     assert_allclose(
         det.offset_, conformal_threshold(-D_hold.min(axis=1), 0.025), rtol=1e-5
     )
-    assert_array_equal(det.predict(X), np.where(expected - det.offset_ < 0, -1, 1))
-    assert det.predict(X).dtype.kind == "i"
+    # Rows within the score's float32 error of offset_ (a held-out row scores
+    # offset_ itself) may fall on either side; compare the others.
+    clear = np.abs(expected - det.offset_) > 1e-5 * scale
+    pred = det.predict(X)
+    assert_array_equal(pred[clear], np.where(expected - det.offset_ < 0, -1, 1)[clear])
+    assert pred.dtype.kind == "i"
 
 
 def test_predict_class_is_nearest_centre_with_string_labels(data):
@@ -155,7 +162,7 @@ def test_transform_is_the_embedding_and_feeds_mahalanobis(data, fitted):
     X, y = data
     det = fitted
     Z = det.transform(X)
-    assert Z.dtype == np.float64 and Z.shape == (len(X), 5)
+    assert Z.dtype == np.float32 and Z.shape == (len(X), 5)
     assert det.embedding_dim_ == 5
     assert_allclose(Z, embed_by_hand(det, X), rtol=1e-5, atol=1e-6)
     # The Euclidean "tied" Mahalanobis detector on the fit-part embeddings is
@@ -209,7 +216,9 @@ class RecordingLoss(ContrastiveLoss):
         return super().forward(e1, e2, same)
 
 
-@pytest.mark.parametrize("batch_size, n_batches_per_epoch", [(16, 4), (24, 2), (64, 1)])
+@pytest.mark.parametrize(
+    "batch_size, n_batches_per_epoch", [(1, 32), (16, 4), (24, 2), (64, 1)]
+)
 def test_ood_only_paired_with_in_distribution(
     data, monkeypatch, batch_size, n_batches_per_epoch
 ):
@@ -225,7 +234,7 @@ def test_ood_only_paired_with_in_distribution(
     ).fit(X, y)
     batches = det.module_.batches
     n_fit = len(fit_part(det, X, y)[0])
-    n_left = min(batch_size // 2, n_fit)
+    n_left = max(1, min(batch_size // 2, n_fit))  # at least one pair
     assert len(batches) == 4 * (n_fit // n_left) == 4 * n_batches_per_epoch
     assert len(RecordingLoss.calls) == len(batches)
     ood_code = round(OOD_MARK) - 1
@@ -256,14 +265,14 @@ def test_ood_only_paired_with_in_distribution(
 # --------------------------------------------------------------------------
 def test_default_network_rule():
     X, y = make_data(n_per_class=4, n_ood=0)
-    assert type(fast(epochs=0).fit(X, y).module_) is LeNet
+    assert type(fast(epochs=1).fit(X, y).module_) is LeNet
     rng = np.random.RandomState(0)
     X_rgb = rng.rand(12, 32, 32, 3).astype(np.float32)
     y_rgb = np.repeat([0, 1, 2], 4)
     det = fast(epochs=1, network_kwargs={"width": 16}).fit(X_rgb, y_rgb)
     assert type(det.module_) is VGGEmbedding
     assert det.embedding_dim_ == 10 and det.transform(X_rgb).shape == (12, 10)
-    det = fast(epochs=0, embedding_dim=3).fit(X, y)
+    det = fast(epochs=1, embedding_dim=3).fit(X, y)
     assert det.module_.feature_dim == 3 and det.centers_.shape == (N_CLASSES, 3)
 
 
@@ -278,7 +287,8 @@ def test_network_instance_not_modified(data):
         assert torch.equal(v, before[k])
     assert det.embedding_dim_ == 4
     assert_array_equal(X, X_before)
-    assert det.loss_curve_ and len(det.loss_curve_) == 2
+    assert len(det.history_) == det.epochs_ == 2
+    assert det.history_.stages == ["network", "network"]
 
 
 # --------------------------------------------------------------------------
@@ -368,7 +378,7 @@ def test_errors(data, fitted):
     with pytest.raises(ValueError, match="'margin' parameter"):
         fast(margin=0.0).fit(X, y)
     with pytest.raises(ValueError, match="'batch_size' parameter"):
-        fast(batch_size=1).fit(X, y)
+        fast(batch_size=0).fit(X, y)
     with pytest.raises(ValueError, match="'ood_ratio' parameter"):
         fast(ood_ratio=0.6).fit(X, y)
     with pytest.raises(ValueError, match="lr_schedule"):

@@ -10,18 +10,23 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from torch import nn
 
+import sklearn_ood.nn
 from sklearn_ood.nn import (
-    TorchEstimatorMixin,
+    DeviceWarning,
+    TrainingHistory,
     _training,
     build_module,
-    cpu_state_dict,
-    draw_seed,
     predict_batches,
     resolve_device,
-    seeded_torch_rng,
-    torch_generator,
     torch_threads,
     train_module,
+)
+from sklearn_ood.nn._device import (
+    TorchEstimatorMixin,
+    cpu_state_dict,
+    draw_seed,
+    seeded_torch_rng,
+    torch_generator,
 )
 
 HAS_CUDA = torch.cuda.is_available()
@@ -546,7 +551,7 @@ class TinyRegressor(TorchEstimatorMixin, BaseEstimator):
             default_kwargs={"in_features": X.shape[1], "out_features": 1},
             random_state=self.random_state,
         )
-        self.loss_curve_ = list(
+        self.history_ = list(
             train_module(
                 net,
                 _mse,
@@ -574,7 +579,7 @@ def test_mixin_joblib_round_trip(tmp_path):
     loaded = joblib.load(path)
     assert not any(k.startswith("_cache") for k in vars(loaded))
     np.testing.assert_array_equal(loaded.predict(X.numpy()), est.predict(X.numpy()))
-    assert loaded.loss_curve_ == est.loss_curve_
+    assert loaded.history_ == est.history_
     assert loaded.get_params() == est.get_params()
     assert clone(est).get_params() == est.get_params()
     # the same random_state refits to the same weights
@@ -664,3 +669,114 @@ def _dump(obj):
     joblib.dump(obj, buffer)
     buffer.seek(0)
     return buffer
+
+
+# ------------------------------------------------------- BatchNorm and the last batch
+class _PooledBN(nn.Module):
+    """Conv -> BatchNorm on a 1x1 map: one value per channel per sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 2)
+        self.bn = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3, 1)
+        self.sizes = []
+
+    def forward(self, x):
+        if self.training:
+            self.sizes.append(x.shape[0])
+        return self.fc(self.bn(self.conv(x)).flatten(1))
+
+
+def _bn_data(n):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 1, 2, 2, generator=g), torch.randn(n, 1, generator=g)
+
+
+def test_single_sample_last_batch_joins_the_previous_batch_with_batchnorm():
+    # 9 samples in batches of 4: the last batch holds one sample, which torch's
+    # BatchNorm refuses in training mode ("Expected more than 1 value per
+    # channel"); it is trained with the batch before instead.
+    X, y = _bn_data(9)
+    net = _PooledBN()
+    history = train_module(net, _mse, (X, y), epochs=2, batch_size=4, random_state=0)
+    assert net.sizes == [4, 5, 4, 5] and len(history) == 2
+    # A factory's batches (here 4, 4 and 1) are merged the same way.
+    calls = []
+
+    def factory(epoch, generator):
+        order = torch.randperm(9, generator=generator)
+        for start in range(0, 9, 4):
+            idx = order[start : start + 4]
+            calls.append(len(idx))
+            yield X[idx], y[idx]
+
+    net2 = _PooledBN()
+    train_module(net2, _mse, factory, epochs=1, random_state=0)
+    assert calls == [4, 4, 1] and net2.sizes == [4, 5]
+
+
+def test_without_batchnorm_the_single_sample_batch_stays():
+    X, y = _regression_data()
+    sizes = []
+
+    def loss_fn(module, batch):
+        sizes.append(batch[0].shape[0])
+        return _mse(module, batch)
+
+    train_module(_linear(), loss_fn, (X[:9], y[:9]), epochs=1, batch_size=4)
+    assert sizes == [4, 4, 1]
+
+
+def test_unmergeable_single_batch_is_dropped_and_batch_size_one_explains():
+    X, y = _bn_data(5)
+    net = _PooledBN()
+
+    def factory(epoch, generator):
+        yield (X[:4], y[:4], torch.zeros(2))  # third tensor: other length
+        yield (X[4:], y[4:], torch.zeros(2))
+
+    def loss_fn(module, batch):
+        return _mse(module, batch[:2])
+
+    train_module(net, loss_fn, factory, epochs=1, random_state=0)
+    assert net.sizes == [4]
+    with pytest.raises(ValueError, match=r"single sample.*BatchNorm.*at least 2"):
+        train_module(_PooledBN(), _mse, (X, y), epochs=1, batch_size=1)
+
+
+def test_history_stages_chain_and_stage():
+    X, y = _regression_data()
+    first = train_module(_linear(), _mse, (X, y), epochs=2, batch_size=10)
+    head = train_module(_linear(), _mse, (X, y), epochs=3, batch_size=10, stage="head")
+    both = TrainingHistory.chain([first, head])
+    assert list(both) == list(first) + list(head)
+    assert both.stages == ["network"] * 2 + ["head"] * 3
+    assert both.stage("head") == list(head) and both.lrs == first.lrs + head.lrs
+    loaded = joblib.load(_dump(both))
+    assert loaded.stages == both.stages
+
+
+def test_public_names_are_the_user_facing_ones():
+    # Weight remapping, seeding and pickling helpers are private; the
+    # EfficientNet backbone is exported once, by sklearn_ood.backbones.
+    assert set(sklearn_ood.nn.__all__) == {
+        "PRESETS",
+        "CenterLoss",
+        "ContrastiveLoss",
+        "DeviceWarning",
+        "GeometricTransformations",
+        "LeNet",
+        "MLPHead",
+        "TrainingHistory",
+        "VGGEmbedding",
+        "WideResNet",
+        "build_module",
+        "predict_batches",
+        "resolve_device",
+        "torch_threads",
+        "train_module",
+    }
+    for name in ("EfficientNetLite0", "TorchEstimatorMixin", "draw_seed"):
+        assert not hasattr(sklearn_ood.nn, name)
+    assert issubclass(DeviceWarning, UserWarning)

@@ -1,58 +1,41 @@
-"""Torch building blocks shared by the detectors that train or run a network.
+"""Torch building blocks of the detectors that train a network.
 
-Architectures (Wide ResNet, LeNet, MLP head, VGG embedding, EfficientNet-Lite0),
-losses (center, contrastive), geometric transformations, pair sampling, and the
-shared training loop, batched inference, device and seeding helpers.
+What a user needs to build, train or run the networks of sklearn-ood's
+detectors, or their own:
+
+- architectures: :class:`WideResNet` (GEOM), :class:`LeNet` (center loss,
+  metric learning), :class:`VGGEmbedding` (metric learning), :class:`MLPHead`;
+  pretrained backbones live in :mod:`sklearn_ood.backbones`;
+- losses: :class:`CenterLoss`, :class:`ContrastiveLoss`;
+- transformations: :class:`GeometricTransformations` and its ``PRESETS``;
+- training and inference: :func:`train_module` (the one training loop),
+  :class:`TrainingHistory`, :func:`predict_batches`, :func:`build_module`;
+- devices and threads: :func:`resolve_device`, :class:`DeviceWarning`,
+  :func:`torch_threads`.
+
+Helpers for seeding, pickling and weight remapping stay private.
 """
 
 from ._architectures import LeNet, MLPHead, VGGEmbedding, WideResNet
-from ._device import (
-    cpu_state_dict,
-    draw_seed,
-    resolve_device,
-    seeded_torch_rng,
-    torch_generator,
-    torch_threads,
-)
-from ._efficientnet import (
-    LITE0_BLOCK_ARGS,
-    EfficientNetLite0,
-    remap_lukemelas_state_dict,
-)
+from ._device import DeviceWarning, resolve_device, torch_threads
 from ._losses import CenterLoss, ContrastiveLoss
-from ._pairs import PairSampler, sample_pairs
-from ._training import (
-    TorchEstimatorMixin,
-    TrainingHistory,
-    build_module,
-    predict_batches,
-    train_module,
-)
+from ._training import TrainingHistory, build_module, predict_batches, train_module
 from ._transforms import PRESETS, GeometricTransformations
 
 __all__ = [
-    "LITE0_BLOCK_ARGS",
     "PRESETS",
     "CenterLoss",
     "ContrastiveLoss",
-    "EfficientNetLite0",
+    "DeviceWarning",
     "GeometricTransformations",
     "LeNet",
     "MLPHead",
-    "PairSampler",
-    "TorchEstimatorMixin",
     "TrainingHistory",
     "VGGEmbedding",
     "WideResNet",
     "build_module",
-    "cpu_state_dict",
-    "draw_seed",
     "predict_batches",
-    "remap_lukemelas_state_dict",
     "resolve_device",
-    "sample_pairs",
-    "seeded_torch_rng",
-    "torch_generator",
     "torch_threads",
     "train_module",
 ]

@@ -378,6 +378,31 @@ class LeNet(nn.Module):
         self.fc2 = nn.Linear(120, feature_dim)
         self.fc3 = nn.Linear(feature_dim, num_classes)
 
+    @staticmethod
+    def min_input_size(padding: int = 2) -> int:
+        """Return the smallest image side that leaves a spatial output.
+
+        Two valid 5x5 convolutions (the first padded by ``padding``), each
+        followed by a 2x2 max-pooling, need ``16 - 2 * padding`` pixels.
+
+        Parameters
+        ----------
+        padding : int, default=2
+            Padding of the first convolution.
+
+        Returns
+        -------
+        size : int
+            The minimum height and width (12 for the default padding).
+
+        Examples
+        --------
+        >>> from sklearn_ood.nn import LeNet
+        >>> LeNet.min_input_size(), LeNet.min_input_size(padding=0)
+        (12, 16)
+        """
+        return max(1, 16 - 2 * int(padding))
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Compute the deep features (the last hidden layer).
 

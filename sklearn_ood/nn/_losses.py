@@ -91,7 +91,7 @@ class CenterLoss(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_ood.nn._losses import CenterLoss
+    >>> from sklearn_ood.nn import CenterLoss
     >>> loss_fn = CenterLoss(num_classes=2, feature_dim=2)
     >>> x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
     >>> y = torch.tensor([0, 0, 1])
@@ -230,7 +230,7 @@ class ContrastiveLoss(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_ood.nn._losses import ContrastiveLoss
+    >>> from sklearn_ood.nn import ContrastiveLoss
     >>> e1 = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
     >>> e2 = torch.tensor([[3.0, 4.0], [3.0, 4.0]])
     >>> same = torch.tensor([True, False])

@@ -48,15 +48,24 @@ _NONFINITE = ("raise", "warn")
 class TrainingHistory(list):
     """Per-epoch mean training losses, as a list, with a few extra attributes.
 
+    The one record of training in sklearn-ood: every detector that trains a
+    network stores one as ``history_``. When a detector trains several modules
+    one after the other (a network, then a head), their epochs follow each
+    other in the list and ``stages`` says which module each epoch trained.
+
     Parameters
     ----------
     losses : iterable of float, default=()
         Initial losses.
+    stage : str, default="network"
+        Stage label of the initial losses.
 
     Attributes
     ----------
     lrs : list of float
         Learning rate (of the first parameter group) used in each epoch.
+    stages : list of str
+        Name of the module trained in each epoch (``"network"``, ``"head"``).
     stopped_early : bool
         Training stopped before ``epochs`` (non-finite loss with
         ``on_nonfinite="warn"``, or an ``epoch_end`` callback returning True).
@@ -67,15 +76,70 @@ class TrainingHistory(list):
     --------
     >>> from sklearn_ood.nn import TrainingHistory
     >>> history = TrainingHistory([0.9, 0.5])
-    >>> history[-1], history.stopped_early
-    (0.5, False)
+    >>> history[-1], history.stopped_early, history.stages
+    (0.5, False, ['network', 'network'])
     """
 
-    def __init__(self, losses: Iterable[float] = ()) -> None:
+    def __init__(self, losses: Iterable[float] = (), stage: str = "network") -> None:
         super().__init__(losses)
         self.lrs: list[float] = []
+        self.stages: list[str] = [stage] * len(self)
         self.stopped_early: bool = False
         self.stop_reason: str | None = None
+
+    def stage(self, name: str) -> list[float]:
+        """Return the losses of the epochs of one stage.
+
+        Parameters
+        ----------
+        name : str
+            A stage label, e.g. ``"head"``.
+
+        Returns
+        -------
+        losses : list of float
+            The per-epoch mean losses of that stage, in order.
+
+        Examples
+        --------
+        >>> from sklearn_ood.nn import TrainingHistory
+        >>> h = TrainingHistory.chain(
+        ...     [TrainingHistory([2.0, 1.0]), TrainingHistory([0.7], stage="head")])
+        >>> h.stage("head"), list(h)
+        ([0.7], [2.0, 1.0, 0.7])
+        """
+        return [loss for loss, s in zip(self, self.stages) if s == name]
+
+    @classmethod
+    def chain(cls, histories: Iterable[TrainingHistory]) -> TrainingHistory:
+        """Concatenate the histories of stages trained one after the other.
+
+        Parameters
+        ----------
+        histories : iterable of TrainingHistory
+            In training order.
+
+        Returns
+        -------
+        history : TrainingHistory
+            Losses, learning rates and stage labels concatenated; stopped early
+            when any stage was (the first reason is kept).
+
+        Examples
+        --------
+        >>> from sklearn_ood.nn import TrainingHistory
+        >>> h = TrainingHistory.chain([TrainingHistory([1.0]), TrainingHistory([0.5])])
+        >>> list(h), h.stages
+        ([1.0, 0.5], ['network', 'network'])
+        """
+        out = cls()
+        for h in histories:
+            out.extend(h)
+            out.lrs.extend(getattr(h, "lrs", []))
+            out.stages.extend(getattr(h, "stages", ["network"] * len(h)))
+            if getattr(h, "stopped_early", False) and not out.stopped_early:
+                out.stopped_early, out.stop_reason = True, h.stop_reason
+        return out
 
 
 def _get_tqdm():
@@ -142,6 +206,80 @@ def _batch_len(batch) -> int:
     if isinstance(batch, dict) and batch:
         return _batch_len(next(iter(batch.values())))
     return 1
+
+
+def _has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def _concat_batches(a, b):
+    """``a`` and ``b`` concatenated along the samples, or None if not possible.
+
+    Possible for a tensor, or a tuple/list/dict of tensors that all have the
+    batch length as first dimension.
+    """
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.ndim and b.ndim and a.shape[1:] == b.shape[1:]:
+            return torch.cat([a, b])
+        return None
+    n_a, n_b = _batch_len(a), _batch_len(b)
+    if isinstance(a, (tuple, list)) and type(a) is type(b) and len(a) == len(b):
+        if not all(
+            isinstance(x, torch.Tensor)
+            and isinstance(y, torch.Tensor)
+            and x.ndim
+            and y.ndim
+            and x.shape[0] == n_a
+            and y.shape[0] == n_b
+            and x.shape[1:] == y.shape[1:]
+            for x, y in zip(a, b)
+        ):
+            return None
+        return type(a)(torch.cat([x, y]) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        merged = {k: _concat_batches(a[k], b[k]) for k in a}
+        return None if any(v is None for v in merged.values()) else merged
+    return None
+
+
+def _no_single_last_batch(batches):
+    """Yield ``batches``; a last batch of one sample joins the batch before.
+
+    BatchNorm in training mode needs more than one value per channel, which a
+    batch of one sample does not give after global pooling or in a dense
+    layer ("Expected more than 1 value per channel when training"). The last
+    batch of an epoch holds one sample whenever the sample count is one more
+    than a multiple of the batch size; it is concatenated to the previous
+    batch, or dropped when the batch structure cannot be concatenated.
+    """
+    end = object()
+    a = b = end
+    for cur in batches:
+        if a is not end:
+            yield a
+        a, b = b, cur
+    if b is end:
+        return
+    if a is end:  # a single batch in the epoch
+        yield b
+        return
+    if _batch_len(b) != 1:
+        yield a
+        yield b
+        return
+    merged = _concat_batches(a, b)
+    yield a if merged is None else merged
+
+
+def _batchnorm_message(exc: Exception) -> str | None:
+    text = str(exc)
+    if "Expected more than 1 value per channel when training" not in text:
+        return None
+    return (
+        "A training batch holds a single sample, but the network's BatchNorm "
+        "layers need more than one value per channel in training mode: use a "
+        "batch size of at least 2 (torch said: " + text + ")."
+    )
 
 
 def _make_optimizer(optimizer, params, lr, weight_decay, optimizer_kwargs):
@@ -225,6 +363,7 @@ def train_module(
     epoch_end: Callable[[int, float, nn.Module], bool | None] | None = None,
     channels_last: bool = False,
     desc: str = "training",
+    stage: str = "network",
 ) -> TrainingHistory:
     """Train ``module`` by mini-batch gradient descent on ``loss_fn``.
 
@@ -293,6 +432,9 @@ default="adam"
         CPU convolutions).
     desc : str, default="training"
         Label of the progress output.
+    stage : str, default="network"
+        Stage label of the epochs in the returned history (see
+        :class:`TrainingHistory`).
 
     Returns
     -------
@@ -303,6 +445,16 @@ default="adam"
     ------
     FloatingPointError
         If the loss becomes NaN or infinite and ``on_nonfinite="raise"``.
+
+    Notes
+    -----
+    When ``module`` has BatchNorm layers, a last batch of a single sample is
+    merged into the batch before it (or dropped, for batches that cannot be
+    concatenated): BatchNorm cannot normalise one value per channel in training
+    mode, and the last batch holds one sample whenever the sample count is one
+    more than a multiple of the batch size. Every sample is still seen once per
+    epoch. A batch of one sample that cannot be merged (``batch_size=1``)
+    raises a ``ValueError`` that says so.
 
     Examples
     --------
@@ -382,7 +534,8 @@ default="adam"
     opt = _make_optimizer(optimizer, params, lr, weight_decay, optimizer_kwargs)
     scheduler = _make_scheduler(lr_schedule, opt)
 
-    history = TrainingHistory()
+    history = TrainingHistory(stage=stage)
+    merge_single = _has_batchnorm(module)
     snapshot = cpu_state_dict(module) if on_nonfinite == "warn" else None
     tqdm = _get_tqdm() if verbose > 0 else None
     epoch_bar = (
@@ -399,6 +552,8 @@ default="adam"
                 start_time = time.perf_counter()
                 epoch_lr = float(opt.param_groups[0]["lr"])
                 batches = factory(epoch, generator)
+                if merge_single:
+                    batches = _no_single_last_batch(batches)
                 if tqdm is not None and verbose > 1:
                     batches = tqdm(
                         batches, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr
@@ -406,7 +561,13 @@ default="adam"
                 total, count = 0.0, 0
                 for i_batch, batch in enumerate(batches):
                     batch = _move(batch, dev, channels_last)
-                    loss = loss_fn(module, batch)
+                    try:
+                        loss = loss_fn(module, batch)
+                    except ValueError as exc:
+                        message = _batchnorm_message(exc)
+                        if message is None:
+                            raise
+                        raise ValueError(message) from exc
                     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                         raise TypeError(
                             "loss_fn must return a scalar torch.Tensor; got "
@@ -450,6 +611,7 @@ default="adam"
                 mean_loss = total / count
                 history.append(mean_loss)
                 history.lrs.append(epoch_lr)
+                history.stages.append(stage)
                 if scheduler is not None:
                     scheduler.step()
                 if snapshot is not None:

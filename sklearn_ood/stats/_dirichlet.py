@@ -34,6 +34,9 @@ _PSI_1 = float(psi(1.0))
 _LOG_MAX = float(np.log(np.finfo(np.float64).max))
 #: Row sums further than this from 1 trigger a warning in :func:`dirichlet_mle`.
 _ROW_SUM_ATOL = 1e-3
+#: Default lower clip of probabilities before logarithms: the smallest normal
+#: float64, so that only exact zeros (``log 0 = -inf``) are changed.
+_TINY = float(np.finfo(np.float64).tiny)
 
 
 # --------------------------------------------------------------------------------------
@@ -167,9 +170,13 @@ def _check_alpha(alpha, func: str, ndims: tuple[int, ...], shape_doc: str):
     return arr
 
 
-def _log_clipped(block, eps: float) -> np.ndarray:
+def _clip_eps(eps) -> float:
+    return _TINY if eps is None else float(eps)
+
+
+def _log_clipped(block, eps) -> np.ndarray:
     """``log(clip(block, eps, 1))`` in float64."""
-    return np.log(np.clip(np.asarray(block, dtype=np.float64), eps, 1.0))
+    return np.log(np.clip(np.asarray(block, dtype=np.float64), _clip_eps(eps), 1.0))
 
 
 # --------------------------------------------------------------------------------------
@@ -178,15 +185,18 @@ def _log_clipped(block, eps: float) -> np.ndarray:
 
 
 def _sufficient_statistics(P: np.ndarray, eps: float, func: str):
-    """Per-transformation column means of ``P`` and of ``log P`` (clipped)."""
+    """Per-transformation column means of ``P`` and of ``log P`` (clipped), and
+    whether all rows of ``P[t]`` are identical."""
     n_fits, _, n_classes = P.shape
     mean_p = np.empty((n_fits, n_classes))
     mean_log_p = np.empty((n_fits, n_classes))
+    identical = np.zeros(n_fits, dtype=bool)
     max_dev = 0.0
     for t in range(n_fits):
         block = np.asarray(P[t], dtype=np.float64)
         _check_probabilities(block, "P", func)
         max_dev = max(max_dev, float(np.max(np.abs(block.sum(axis=1) - 1.0))))
+        identical[t] = bool((block == block[:1]).all())
         clipped = np.clip(block, eps, 1.0)
         mean_p[t] = clipped.mean(axis=0)
         mean_log_p[t] = np.log(clipped).mean(axis=0)
@@ -198,19 +208,32 @@ def _sufficient_statistics(P: np.ndarray, eps: float, func: str):
             UserWarning,
             stacklevel=4,  # helper, function, validate_params wrapper
         )
-    return mean_p, mean_log_p
+    return mean_p, mean_log_p, identical
 
 
-def _wicker_initial_alpha(mean_p: np.ndarray, mean_log_p: np.ndarray) -> np.ndarray:
+def _wicker_initial_alpha(
+    mean_p: np.ndarray, mean_log_p: np.ndarray, identical: np.ndarray, n_samples: int
+) -> np.ndarray:
     """Wicker et al.'s initial alpha ``f * s0`` for each row of ``mean_p``.
 
     ``s0 = N (K-1) gamma / (N sum_k f_k log f_k - sum_k f_k sum_i log P_ik)``;
     dividing numerator and denominator by ``N`` gives the form used here.
     """
     n_classes = mean_p.shape[1]
-    denom = np.sum(mean_p * (np.log(mean_p) - mean_log_p), axis=1)
+    log_f = np.log(mean_p)
+    denom = np.sum(mean_p * (log_f - mean_log_p), axis=1)
     # By Jensen's inequality denom >= 0, with equality iff all rows are equal.
-    bad = ~(denom > 0) | ~np.isfinite(denom)
+    # Computed in float64 it carries rounding errors: a column mean of N values
+    # (NumPy's pairwise summation) has a relative error of at most about
+    # (log2(N) + 1) eps, which moves log f_k and the mean of log P_ik by that
+    # much times (1 + |value|). A denom within that bound is indistinguishable
+    # from 0: the rows have no resolvable spread and the concentration diverges
+    # (identical rows would otherwise give alpha ~ 1e15 from pure rounding).
+    gamma = (np.ceil(np.log2(max(n_samples, 2))) + 2.0) * np.finfo(np.float64).eps
+    bound = gamma * np.sum(
+        mean_p * (1.0 + 2.0 * np.abs(log_f) + 2.0 * np.abs(mean_log_p)), axis=1
+    )
+    bad = identical | ~(denom > bound) | ~np.isfinite(denom)
     if bad.any():
         idx = np.flatnonzero(bad).tolist()
         raise ValueError(
@@ -255,7 +278,7 @@ def _fixed_point(alpha0, mean_log_p, tol, max_iter, n_newton=5):
         "P": ["array-like"],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "eps": [Interval(numbers.Real, 0, 1, closed="neither"), None],
         "return_n_iter": ["boolean"],
     },
     prefer_skip_nested_validation=True,
@@ -265,7 +288,7 @@ def dirichlet_mle(
     *,
     tol: float = 1e-9,
     max_iter: int = 1000,
-    eps: float = 1e-12,
+    eps: float | None = None,
     return_n_iter: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, int | np.ndarray]:
     """Maximum-likelihood Dirichlet fit by Minka's fixed-point iteration.
@@ -295,8 +318,12 @@ def dirichlet_mle(
         Convergence threshold on the Euclidean norm of the change of alpha.
     max_iter : int, default=1000
         Maximum number of fixed-point updates per fit.
-    eps : float, default=1e-12
-        ``P`` is clipped to ``[eps, 1]`` before taking logarithms.
+    eps : float or None, default=None
+        ``P`` is clipped to ``[eps, 1]`` before taking logarithms. None is the
+        smallest normal float64 (about 2.2e-308), which changes only exact
+        zeros (whose logarithm is ``-inf``), so the estimate is the MLE of the
+        data as given. A larger ``eps`` (e.g. the 1e-12 of earlier versions)
+        moves alpha when many probabilities are tiny.
     return_n_iter : bool, default=False
         Whether to also return the number of fixed-point updates.
 
@@ -311,7 +338,8 @@ def dirichlet_mle(
     Raises
     ------
     ValueError
-        For invalid input, or when all rows of some ``P[t]`` are identical, in
+        For invalid input, or when the rows of some ``P[t]`` are identical (or
+        differ by less than the float64 rounding of their column means), in
         which case the maximum-likelihood estimate does not exist.
     FloatingPointError
         If the iteration produces a non-finite alpha (extremely concentrated
@@ -323,7 +351,11 @@ def dirichlet_mle(
 
     * ``P`` is clipped to ``[eps, 1]`` before the logarithms (the original has
       no clipping, so a float32 softmax value of exactly 0 gives ``-inf`` and
-      then NaN). Column means ``f`` are taken on the clipped values.
+      then NaN). With the default ``eps`` only exact zeros change. Column
+      means ``f`` are taken on the clipped values.
+    * Rows without spread are refused instead of being fitted: the Wicker
+      denominator is then zero in exact arithmetic, and its float64 rounding
+      alone would give a concentration of order 1e15.
     * alpha is kept strictly positive: the inverse digamma of a finite value is
       positive, and any update that would round to a non-positive value is
       clipped to the smallest positive normal float64; a non-finite update
@@ -375,8 +407,8 @@ def dirichlet_mle(
             f"The 'P' parameter of {func} needs at least 2 classes (columns). "
             f"Got n_classes={n_classes} instead."
         )
-    mean_p, mean_log_p = _sufficient_statistics(arr3, float(eps), func)
-    alpha0 = _wicker_initial_alpha(mean_p, mean_log_p)
+    mean_p, mean_log_p, identical = _sufficient_statistics(arr3, _clip_eps(eps), func)
+    alpha0 = _wicker_initial_alpha(mean_p, mean_log_p, identical, n_samples)
     alpha, n_iter = _fixed_point(alpha0, mean_log_p, float(tol), int(max_iter))
     if squeeze:
         alpha = alpha[0]
@@ -397,7 +429,7 @@ def dirichlet_mle(
     {
         "alpha": ["array-like"],
         "P": ["array-like"],
-        "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "eps": [Interval(numbers.Real, 0, 1, closed="neither"), None],
         "normalised": ["boolean"],
     },
     prefer_skip_nested_validation=True,
@@ -406,7 +438,7 @@ def dirichlet_log_likelihood(
     alpha: ArrayLike,
     P: ArrayLike,
     *,
-    eps: float = 1e-12,
+    eps: float | None = None,
     normalised: bool = True,
 ) -> np.ndarray:
     """Per-sample Dirichlet log density.
@@ -423,8 +455,9 @@ def dirichlet_log_likelihood(
         a 2-D ``alpha``). Finite and non-negative; clipped to ``[eps, 1]``
         before the logarithm and otherwise used as given (rows are not
         renormalised nor checked to sum to 1).
-    eps : float, default=1e-12
-        Lower clipping bound of ``P``.
+    eps : float or None, default=None
+        Lower clipping bound of ``P``; None is the smallest normal float64,
+        which changes only exact zeros.
     normalised : bool, default=True
         If False, drop the constant ``log Gamma(sum a) - sum log Gamma(a_k)``,
         which gives the GEOM per-transformation score.
@@ -481,12 +514,12 @@ def dirichlet_log_likelihood(
     {
         "alpha": ["array-like"],
         "Q": ["array-like"],
-        "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "eps": [Interval(numbers.Real, 0, 1, closed="neither"), None],
     },
     prefer_skip_nested_validation=True,
 )
 def dirichlet_normality_score(
-    alpha: ArrayLike, Q: ArrayLike, *, eps: float = 1e-12
+    alpha: ArrayLike, Q: ArrayLike, *, eps: float | None = None
 ) -> np.ndarray:
     """GEOM Dirichlet normality score, averaged over transformations.
 
@@ -506,8 +539,9 @@ def dirichlet_normality_score(
         Finite and non-negative; clipped to ``[eps, 1]`` before the logarithm.
         Processed in float64 one transformation at a time (the input is not
         copied as a whole nor modified).
-    eps : float, default=1e-12
-        Lower clipping bound of ``Q`` (the authors' code has none; see
+    eps : float or None, default=None
+        Lower clipping bound of ``Q`` (the authors' code has none); None is the
+        smallest normal float64, which changes only exact zeros (see
         :func:`dirichlet_mle`).
 
     Returns
