@@ -26,6 +26,13 @@ _YLABEL = (
     "measured share of normal samples flagged "
     "(p \N{LESS-THAN OR EQUAL TO} \N{GREEK SMALL LETTER ALPHA})"
 )
+# Built here, not in the decorators: Sphinx's source reader (viewcode) fails
+# on ``**`` inside a decorator's dict.
+_PREDICTIONS_CONSTRAINTS = {
+    "p_values": ["array-like"],
+    "contamination": [_RATE, None],
+    **_CONSTRAINTS,
+}
 #: Points of the grid of target rates (the jumps of the measured curve are added).
 _N_GRID = 201
 
@@ -295,7 +302,7 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
 
     @classmethod
     @validate_params(
-        {"p_values": ["array-like"], "contamination": [_RATE, None], **_CONSTRAINTS},
+        _PREDICTIONS_CONSTRAINTS,
         prefer_skip_nested_validation=True,
     )
     def from_predictions(

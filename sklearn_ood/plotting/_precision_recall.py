@@ -26,6 +26,13 @@ _PR_TEXT = {
     ),
 }
 
+# Built here, not in the decorator: Sphinx's source reader (viewcode) fails
+# on ``**`` inside a decorator's dict.
+_ESTIMATOR_CONSTRAINTS = {
+    "positive": [StrOptions({"in", "out"})],
+    **ESTIMATOR_CONSTRAINTS,
+}
+
 
 class OODPrecisionRecallDisplay(OODDisplayMixin):
     """Precision-recall curve of an OOD detector (AUPR-In or AUPR-Out).
@@ -160,7 +167,7 @@ class OODPrecisionRecallDisplay(OODDisplayMixin):
 
     @classmethod
     @validate_params(
-        {"positive": [StrOptions({"in", "out"})], **ESTIMATOR_CONSTRAINTS},
+        _ESTIMATOR_CONSTRAINTS,
         prefer_skip_nested_validation=True,
     )
     def from_estimator(

@@ -22,6 +22,13 @@ from ._base import (
 )
 
 _TPR = Interval(Real, 0, 1, closed="right")
+# Built here, not in the decorator: Sphinx's source reader (viewcode) fails
+# on ``**`` inside a decorator's dict.
+_ESTIMATOR_CONSTRAINTS = {
+    "tpr": [_TPR],
+    "drop_intermediate": ["boolean"],
+    **ESTIMATOR_CONSTRAINTS,
+}
 
 
 class OODRocDisplay(OODDisplayMixin):
@@ -165,7 +172,7 @@ class OODRocDisplay(OODDisplayMixin):
 
     @classmethod
     @validate_params(
-        {"tpr": [_TPR], "drop_intermediate": ["boolean"], **ESTIMATOR_CONSTRAINTS},
+        _ESTIMATOR_CONSTRAINTS,
         prefer_skip_nested_validation=True,
     )
     def from_estimator(

@@ -21,6 +21,14 @@ from ._base import (
 
 _BINS = [Interval(Integral, 1, None, closed="left"), str, "array-like"]
 _RANGE = [StrOptions({"auto"}), None, "array-like"]
+# Built here, not in the decorator: Sphinx's source reader (viewcode) fails
+# on ``**`` inside a decorator's dict.
+_ESTIMATOR_CONSTRAINTS = {
+    "bins": _BINS,
+    "density": ["boolean"],
+    "score_range": _RANGE,
+    **ESTIMATOR_CONSTRAINTS,
+}
 #: Share of in-distribution scores left out of the core on each side.
 _CORE_QUANTILE = 0.01
 #: Scores are left out only when their range exceeds the axis this many times.
@@ -320,12 +328,7 @@ class ScoreHistogramDisplay(OODDisplayMixin):
 
     @classmethod
     @validate_params(
-        {
-            "bins": _BINS,
-            "density": ["boolean"],
-            "score_range": _RANGE,
-            **ESTIMATOR_CONSTRAINTS,
-        },
+        _ESTIMATOR_CONSTRAINTS,
         prefer_skip_nested_validation=True,
     )
     def from_estimator(
