@@ -117,12 +117,14 @@ def test_two_detectors_on_one_axes_and_plot_kwargs():
     rng = np.random.RandomState(3)
     first = FalsePositiveRateDisplay.from_predictions(rng.uniform(size=50), name="a")
     second = FalsePositiveRateDisplay.from_predictions(
-        rng.uniform(size=50), name="b", ax=first.ax_, color="red"
+        rng.uniform(size=50), name="b", ax=first.ax_, color="red", plot_reference=False
     )
     assert second.ax_ is first.ax_
     assert second.line_.get_color() == "red"
+    assert second.band_ is None and second.diagonal_ is None
     labels = [t.get_text() for t in first.ax_.get_legend().get_texts()]
-    assert "a" in labels and "b" in labels
+    # One diagonal and one band for both curves.
+    assert labels == ["target", "95% binomial band (n = 50)", "a", "b"]
 
 
 def test_bad_input():

@@ -121,10 +121,10 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
         Measured share at ``contamination``: the share ``predict`` flags.
     line_ : matplotlib Line2D
         Measured share, a step function of the target rate.
-    band_ : matplotlib PolyCollection
-        Binomial band.
-    diagonal_ : matplotlib Line2D
-        Target = measured.
+    band_ : matplotlib PolyCollection or None
+        Binomial band, if plotted.
+    diagonal_ : matplotlib Line2D or None
+        Target = measured, if plotted.
     contamination_marker_ : matplotlib Line2D or None
         Marker at ``(contamination, flagged_)``.
     ax_ : matplotlib Axes
@@ -163,7 +163,12 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
         self.name = name
 
     def plot(
-        self, ax: Any = None, *, name: str | None = None, **kwargs: Any
+        self,
+        ax: Any = None,
+        *,
+        name: str | None = None,
+        plot_reference: bool = True,
+        **kwargs: Any,
     ) -> FalsePositiveRateDisplay:
         """Plot the measured rate, the diagonal and the binomial band.
 
@@ -174,6 +179,9 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
             detectors, pass the ``ax_`` of a first display.
         name : str, default=None
             Legend name; None uses the ``name`` given at construction.
+        plot_reference : bool, default=True
+            Whether to draw the diagonal and the binomial band. Pass False when
+            adding a detector to the axes of another display (same ``n``).
         **kwargs
             Keyword arguments of matplotlib's ``plot`` for the measured curve.
 
@@ -204,18 +212,20 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
         low, high = binom.interval(self.confidence, n, rates)
         self.band_low_, self.band_high_ = low / n, high / n
 
-        (self.diagonal_,) = self.ax_.plot(
-            [0, max_rate], [0, max_rate], color="k", ls="--", lw=1, label="target"
-        )
-        self.band_ = self.ax_.fill_between(
-            rates,
-            self.band_low_,
-            self.band_high_,
-            color="0.5",
-            alpha=0.25,
-            lw=0,
-            label=f"{self.confidence:.0%} binomial band (n = {n})",
-        )
+        self.diagonal_ = self.band_ = None
+        if plot_reference:
+            (self.diagonal_,) = self.ax_.plot(
+                [0, max_rate], [0, max_rate], color="k", ls="--", lw=1, label="target"
+            )
+            self.band_ = self.ax_.fill_between(
+                rates,
+                self.band_low_,
+                self.band_high_,
+                color="0.5",
+                alpha=0.25,
+                lw=0,
+                label=f"{self.confidence:.0%} binomial band (n = {n})",
+            )
         name = self.name if name is None else name
         line_kw = {
             "label": name if name is not None else "measured",
@@ -237,6 +247,7 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
             )
         in_view = rates <= max_rate
         top = max(max_rate, self.measured_[in_view].max(), self.band_high_.max())
+        top = max(top, self.ax_.get_ylim()[1] / 1.02) if ax is not None else top
         self.ax_.set(
             xlim=(0, max_rate),
             ylim=(0, 1.02 * top),
@@ -282,7 +293,8 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
         ax : matplotlib Axes, default=None
             Axes to draw into; None creates a new figure.
         **kwargs
-            Keyword arguments of matplotlib's ``plot`` for the measured curve.
+            Keyword arguments of :meth:`plot` (``plot_reference``) and of
+            matplotlib's ``plot`` for the measured curve.
 
         Returns
         -------
@@ -334,7 +346,8 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
         ax : matplotlib Axes, default=None
             Axes to draw into; None creates a new figure.
         **kwargs
-            Keyword arguments of matplotlib's ``plot`` for the measured curve.
+            Keyword arguments of :meth:`plot` (``plot_reference``) and of
+            matplotlib's ``plot`` for the measured curve.
 
         Returns
         -------
