@@ -454,6 +454,10 @@ def test_histogram_layout_nothing_clipped_nothing_overlaps(case, score_range):
     assert _inside(legend, ax.get_window_extent(renderer))
     for text in [ax.title, ax.xaxis.label, ax.yaxis.label]:
         assert not legend.overlaps(text.get_window_extent(renderer))
+    # ... and hides no bar.
+    for bar in [*disp.bars_in_, *disp.bars_out_]:
+        if bar.get_height() > 0:
+            assert not legend.overlaps(bar.get_window_extent(renderer))
 
 
 # ------------------------------------------------------------------ common

@@ -315,6 +315,22 @@ class ScoreHistogramDisplay(OODDisplayMixin):
                     label="rejected (score < threshold)",
                 )
         self.ax_.set_xlim(low, high)
+        # Head room above the bars for the legend (about 0.07 of the axes
+        # height per entry), so that it hides no bar.
+        n_entries = (
+            2 + (self.threshold_line_ is not None) + (self.rejected_span_ is not None)
+        )
+        tallest = max(
+            (
+                bar.get_height()
+                for bars in (self.bars_in_, self.bars_out_)
+                for bar in bars
+            ),
+            default=0.0,
+        )
+        if tallest > 0:
+            top = tallest / (1.0 - 0.07 * n_entries - 0.06)
+            self.ax_.set_ylim(top=max(top, self.ax_.get_ylim()[1]))
         xlabel = f"{self.score_name} (higher = more in-distribution)"
         note = _outside_note(self.n_outside_, low, high)
         self.ax_.set(
