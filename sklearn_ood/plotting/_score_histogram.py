@@ -78,6 +78,11 @@ def _check_range(score_range: Any, caller: str) -> tuple[float, float]:
     return float(values[0]), float(values[1])
 
 
+def _number(x: float) -> str:
+    """``-15,243`` rather than ``-1.524e+04``; 4 significant digits if small."""
+    return f"{x:,.0f}" if 1e3 <= abs(x) < 1e12 else f"{x:.4g}"
+
+
 def _outside_note(n_outside: dict, low: float, high: float) -> str:
     """``"not shown: 870 OOD, 2 in-distribution scores below -1.7e+03"``."""
     parts = []
@@ -88,7 +93,7 @@ def _outside_note(n_outside: dict, low: float, high: float) -> str:
             if n_outside[key][side]
         ]
         if counts:
-            parts.append(f"{', '.join(counts)} {word} {bound:.4g}")
+            parts.append(f"{', '.join(counts)} {word} {_number(bound)}")
     return "not shown (outside the axis): " + "; ".join(parts) if parts else ""
 
 
