@@ -82,8 +82,9 @@ print(ood_report(y_eval, {"EfficientNet-Lite0 + Mahalanobis": scores}))
 # Decisions
 # ---------
 # ``contamination="auto"`` puts ``offset_`` at the 2.5th percentile of the
-# training scores computed leave-one-out, so about 2.5% of new normal images
-# are flagged. ``predict`` is ``+1`` where ``decision_function >= 0``.
+# training scores computed without memorising each image (leave-one-out or
+# out-of-fold), so about 2.5% of new normal images are flagged. ``predict`` is
+# ``+1`` where ``decision_function >= 0``.
 pred = pipe.predict(X_eval)
 print(f"offset_ = {pipe[-1].offset_:.1f}")
 print(f"normal images flagged: {np.mean(pred[y_eval == 1] == -1):.1%}")
@@ -93,7 +94,11 @@ print(f"OOD images flagged:    {np.mean(pred[y_eval == -1] == -1):.1%}")
 # Where the threshold falls
 # -------------------------
 # :class:`~sklearn_ood.plotting.ScoreHistogramDisplay` draws the score
-# distributions of both groups and the detector's threshold.
+# distributions of both groups and the detector's threshold (``offset_``), with
+# the rejected side shaded. Mahalanobis scores of OOD images have a long tail
+# (down to tens of thousands below the normal images): the x axis covers the
+# normal images and the threshold, and the count of scores beyond it is
+# written under the axis (``score_range=None`` shows all scores).
 import matplotlib.pyplot as plt
 
 from sklearn_ood.plotting import ScoreHistogramDisplay

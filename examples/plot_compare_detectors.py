@@ -113,10 +113,12 @@ import matplotlib.pyplot as plt
 
 from sklearn_ood.plotting import OODRocDisplay
 
-fig, ax = plt.subplots(figsize=(6, 6))
+fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
 for name, s in scores.items():
     OODRocDisplay.from_predictions(y_eval, s, name=name, ax=ax)
 ax.set_title("Fashion-MNIST: 5 clothing classes vs the rest")
+# Seven detectors: the legend goes beside the axes, clear of the curves.
+ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
 plt.show()
 
 # %%

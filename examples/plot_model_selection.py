@@ -144,6 +144,7 @@ for (name, threshold), style in zip(thresholds.items(), [":", "--", "-"]):
     ax.axvline(threshold, color="k", ls=style, label=name)
 ax.set_xlabel("kNN score_samples (higher = more normal)")
 ax.set_ylabel("test samples")
-ax.legend(fontsize=8)
+ax.set_ylim(top=1.6 * ax.get_ylim()[1])  # room for the legend above the bars
+ax.legend(fontsize=8, loc="upper left")
 fig.tight_layout()
 plt.show()

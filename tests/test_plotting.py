@@ -267,7 +267,15 @@ def test_histogram_from_estimator_threshold_at_offset():
     assert disp.ax_.get_xlabel() == "score_samples (higher = more in-distribution)"
     assert disp.ax_.get_ylabel() == "count"
     assert "MahalanobisDetector" in disp.ax_.get_title()
-    assert len(_legend_texts(disp.ax_)) == 3
+    assert _legend_texts(disp.ax_)[2:] == [
+        f"detector threshold (offset_ = {detector.offset_:.4g})",
+        "rejected (score < threshold)",
+    ]
+    # The shaded rejected side runs from the left end of the axis to offset_.
+    span = disp.rejected_span_
+    assert span.get_x() == disp.bin_edges_[0]
+    # x0 + (offset_ - x0) is offset_ up to a rounding of |x0| (a few ulp).
+    assert span.get_x() + span.get_width() == pytest.approx(detector.offset_)
 
 
 def test_histogram_from_estimator_pipeline_and_decision_function():
@@ -311,6 +319,145 @@ def test_histogram_threshold_options():
     assert disp.ax_.get_title().startswith("det: ")
     with pytest.raises(ValueError, match="at most one of threshold and tpr"):
         ScoreHistogramDisplay.from_predictions(y, s, threshold=0.0, tpr=0.95)
+
+
+def _mahalanobis_like(seed=0, n=600):
+    """Scores at the scale of the issue: Mahalanobis on 1,280 image features.
+
+    Normal samples score -chi2(1280) (about -1,280, standard deviation 51);
+    OOD samples have a log-uniform tail from -1,100 down to -70,000.
+    """
+    rng = np.random.RandomState(seed)
+    s_in = -rng.chisquare(1280, n)
+    s_out = -np.exp(rng.uniform(np.log(1100), np.log(70000), n))
+    return np.r_[np.ones(n, int), -np.ones(n, int)], np.r_[s_in, s_out]
+
+
+def _occupied_bins(values, edges):
+    counts, _ = np.histogram(values, edges)
+    return int(np.sum(counts > 0))
+
+
+def test_histogram_auto_range_keeps_mahalanobis_scores_readable():
+    y, s = _mahalanobis_like()
+    s_in, s_out = s[y == 1], s[y == -1]
+    t = float(np.quantile(s_in, 0.025))
+    full = ScoreHistogramDisplay.from_predictions(
+        y, s, threshold=t, bins=40, score_range=None
+    )
+    # The issue: over all scores, the normal samples fill 1-3 of 40 bins.
+    assert _occupied_bins(s_in, full.bin_edges_) <= 3
+    assert full.n_outside_ == {"in": (0, 0), "out": (0, 0)}
+
+    disp = ScoreHistogramDisplay.from_predictions(y, s, threshold=t, bins=40)
+    # The rule of the docstring, restated: 1st-99th percentile of the normal
+    # scores and the threshold, widened by its width on each side.
+    low, high = np.percentile(s_in, [1, 99])
+    low, high = min(low, t), max(high, t)
+    width = high - low
+    expected = (max(low - width, s.min()), min(high + width, s.max()))
+    assert_allclose(disp.score_range_, expected, rtol=1e-12)
+    assert_allclose(disp.bin_edges_, np.linspace(*expected, 41), rtol=1e-12)
+    # Readable: the normal scores now spread over a third of the bins or more.
+    assert _occupied_bins(s_in, disp.bin_edges_) >= 13
+    lo, hi = disp.score_range_
+    below, above = int(np.sum(s_out < lo)), int(np.sum(s_out > hi))
+    assert below > 400  # the long tail is left out...
+    assert disp.n_outside_ == {
+        "in": (int(np.sum(s_in < lo)), int(np.sum(s_in > hi))),
+        "out": (below, above),
+    }
+    # ...and said so under the axis.
+    assert f"{below} OOD" in disp.ax_.get_xlabel().splitlines()[1]
+    # Densities are per sample of the whole group: the bars of each group
+    # integrate to the share of the group inside the axis.
+    for bars, values in [(disp.bars_in_, s_in), (disp.bars_out_, s_out)]:
+        shown = np.mean((values >= lo) & (values <= hi))
+        area = np.sum(_bar_heights(bars) * np.diff(disp.bin_edges_))
+        assert area == pytest.approx(shown, rel=1e-12)
+        counts, _ = np.histogram(values, disp.bin_edges_)
+        assert_allclose(
+            _bar_heights(bars),
+            counts / (values.size * np.diff(disp.bin_edges_)),
+            rtol=1e-12,
+        )
+    assert disp.ax_.get_xlim() == pytest.approx(disp.score_range_)
+
+
+def test_histogram_score_range_options():
+    y, s = _random_case(seed=12)
+    # Two overlapping normal groups: nothing to cut, "auto" shows every score.
+    auto = ScoreHistogramDisplay.from_predictions(y, s, bins=9)
+    assert_array_equal(auto.bin_edges_, np.histogram_bin_edges(s, 9))
+    assert auto.ax_.get_xlabel() == "score_samples (higher = more in-distribution)"
+    disp = ScoreHistogramDisplay.from_predictions(
+        y, s, bins=5, score_range=(-1.0, 1.0), density=False
+    )
+    assert_allclose(disp.bin_edges_, np.linspace(-1.0, 1.0, 6), rtol=1e-15)
+    counts, _ = np.histogram(s[y == 1], disp.bin_edges_)
+    assert_array_equal(_bar_heights(disp.bars_in_), counts)
+    assert disp.n_outside_["in"] == (
+        int(np.sum(s[y == 1] < -1.0)),
+        int(np.sum(s[y == 1] > 1.0)),
+    )
+    note = disp.ax_.get_xlabel().splitlines()[1]
+    assert "below -1" in note and "above 1" in note
+    for bad in [(1.0, -1.0), (0.0, np.inf), (1.0,), "all"]:
+        with pytest.raises(ValueError, match="'score_range' parameter"):
+            ScoreHistogramDisplay.from_predictions(y, s, score_range=bad)
+
+
+def _inside(inner, outer, tol=0.5):
+    """Whether display-space box ``inner`` lies within ``outer`` (pixels)."""
+    return (
+        inner.x0 >= outer.x0 - tol
+        and inner.y0 >= outer.y0 - tol
+        and inner.x1 <= outer.x1 + tol
+        and inner.y1 <= outer.y1 + tol
+    )
+
+
+@pytest.mark.parametrize(
+    "case, score_range",
+    [
+        ("mahalanobis", "auto"),
+        # Density ticks such as 0.00005 on a full axis: the y label of a plain
+        # figure is cut off there; the displays' figures use constrained layout.
+        ("mahalanobis x3", None),
+        ("unit", "auto"),
+    ],
+)
+def test_histogram_layout_nothing_clipped_nothing_overlaps(case, score_range):
+    y, s = _random_case() if case == "unit" else _mahalanobis_like(seed=3)
+    s = 3.0 * s if case.endswith("x3") else s
+    disp = ScoreHistogramDisplay.from_predictions(
+        y,
+        s,
+        threshold=float(np.quantile(s[y == 1], 0.025)),
+        name="det",
+        bins=40,
+        score_range=score_range,
+    )
+    fig, ax = disp.figure_, disp.ax_
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    # Everything the axes draw (tick labels, axis labels, title, offset text)
+    # lies within the figure: nothing is cut off.
+    assert _inside(ax.get_tightbbox(renderer), fig.bbox)
+    for text in [ax.title, ax.xaxis.label, ax.yaxis.label]:
+        assert _inside(text.get_window_extent(renderer), fig.bbox)
+    # No free text in the axes (the old "rejected / accepted" notes): the
+    # legend says which side is rejected, and lies inside the axes, clear of
+    # the title and the axis labels.
+    assert len(ax.texts) == 0
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert _inside(legend, ax.get_window_extent(renderer))
+    for text in [ax.title, ax.xaxis.label, ax.yaxis.label]:
+        assert not legend.overlaps(text.get_window_extent(renderer))
+    # ... and hides no bar.
+    for bar in [*disp.bars_in_, *disp.bars_out_]:
+        if bar.get_height() > 0:
+            assert not legend.overlaps(bar.get_window_extent(renderer))
 
 
 # ------------------------------------------------------------------ common
