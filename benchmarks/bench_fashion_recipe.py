@@ -52,7 +52,7 @@ def extract(image_size: int, batch_size: int):
     X_train, y_train = load_fashion_mnist(subset="train")
     X_test, y_test = load_fashion_mnist(subset="test")
     if path.exists():
-        data = np.load(path)
+        data = np.load(path, allow_pickle=True)  # our own cache: layer bounds
         feats = {k: data[k] for k in data.files if k.startswith("F_")}
         return feats, y_train, y_test, dict(data["groups"].tolist())
     fe = TorchFeatureExtractor(
