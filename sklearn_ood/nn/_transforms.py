@@ -137,7 +137,7 @@ class GeometricTransformations:
     Examples
     --------
     >>> import torch
-    >>> from sklearn_ood.nn._transforms import GeometricTransformations
+    >>> from sklearn_ood.nn import GeometricTransformations
     >>> gt = GeometricTransformations()
     >>> gt.n_transforms, gt.params[0], gt.params[45]
     (72, (False, 0, 0, 0), (True, 0, 8, 1))
@@ -238,7 +238,7 @@ class GeometricTransformations:
 
         Examples
         --------
-        >>> from sklearn_ood.nn._transforms import GeometricTransformations
+        >>> from sklearn_ood.nn import GeometricTransformations
         >>> GeometricTransformations.geometric72(16).params[5]
         (False, 0, -16, 1)
         """
@@ -259,7 +259,7 @@ class GeometricTransformations:
 
         Examples
         --------
-        >>> from sklearn_ood.nn._transforms import GeometricTransformations
+        >>> from sklearn_ood.nn import GeometricTransformations
         >>> GeometricTransformations.flip_rot8().params[5]
         (True, 0, 0, 1)
         """
@@ -291,7 +291,7 @@ class GeometricTransformations:
 
         Examples
         --------
-        >>> from sklearn_ood.nn._transforms import GeometricTransformations
+        >>> from sklearn_ood.nn import GeometricTransformations
         >>> GeometricTransformations.from_preset("intuition_shift").params
         [(False, 0, 0, 0), (False, 0, 7, 0)]
         """
@@ -372,7 +372,7 @@ class GeometricTransformations:
 
         Examples
         --------
-        >>> from sklearn_ood.nn._transforms import GeometricTransformations
+        >>> from sklearn_ood.nn import GeometricTransformations
         >>> GeometricTransformations.flip_rot8().source_indices(2, 2)[4]
         tensor([1, 0, 3, 2])
         """
@@ -426,7 +426,7 @@ class GeometricTransformations:
         Examples
         --------
         >>> import torch
-        >>> from sklearn_ood.nn._transforms import GeometricTransformations
+        >>> from sklearn_ood.nn import GeometricTransformations
         >>> gt = GeometricTransformations.flip_rot8()
         >>> x = torch.arange(8.0).reshape(2, 1, 2, 2)
         >>> gt.apply(x, torch.tensor([0, 4]))[:, 0]
@@ -502,7 +502,7 @@ class GeometricTransformations:
         Examples
         --------
         >>> import torch
-        >>> from sklearn_ood.nn._transforms import GeometricTransformations
+        >>> from sklearn_ood.nn import GeometricTransformations
         >>> GeometricTransformations().apply_all(torch.zeros(5, 3, 32, 32)).shape
         torch.Size([72, 5, 3, 32, 32])
         """
