@@ -535,7 +535,7 @@ default="auto"
         return self._network_batch(X, device).contiguous()
 
     def forward_features(self, x: torch.Tensor, layers=None) -> torch.Tensor:
-        """Features of network inputs ``x``, with autograd enabled.
+        """Compute the features of network inputs ``x``, with autograd enabled.
 
         The same hooks, pooling and concatenation as ``transform`` (one shared
         implementation), so ``forward_features(network_input(X))`` equals

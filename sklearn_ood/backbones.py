@@ -296,6 +296,11 @@ class BackboneReference:
     def load(self) -> nn.Module:
         """Rebuild the network (CPU, eval) and check its checksum.
 
+        Returns
+        -------
+        module : torch.nn.Module
+            The network, as :func:`load_backbone` returns it.
+
         Raises
         ------
         ImportError
