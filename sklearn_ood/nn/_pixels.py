@@ -79,8 +79,9 @@ def resolve_preprocessing(
     Parameters
     ----------
     cfg : mapping or None
-        The model's ``pretrained_cfg`` (``input_size``, ``crop_pct``,
-        ``interpolation``, ``mean``, ``std``), if any.
+        The model's ``pretrained_cfg`` (``test_input_size`` or else
+        ``input_size``, ``crop_pct``, ``interpolation``, ``mean``, ``std``), if
+        any.
     image_size, crop_pct, interpolation, mean, std
         The estimator's parameters, each possibly ``"auto"``.
     channels : int or None
@@ -99,8 +100,8 @@ def resolve_preprocessing(
     """
     cfg = cfg if isinstance(cfg, Mapping) else {}
     size = image_size
-    if isinstance(size, str):  # "auto"
-        input_size = cfg.get("input_size")
+    if isinstance(size, str):  # "auto": the test-time size, as timm's use_test_size
+        input_size = cfg.get("test_input_size") or cfg.get("input_size")
         size = tuple(input_size[-2:]) if input_size is not None else None
     size = _pair_or_none(size, owner)
     if isinstance(crop_pct, str):
