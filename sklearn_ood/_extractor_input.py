@@ -102,8 +102,8 @@ class ExtractorInputMixin:
         return X
 
     def _load_files(self, files) -> np.ndarray:
-        channels = self.input_channels_
-        mode = {1: "L", 3: "RGB"}.get(channels, "auto")
+        # The command line's rule: grey for a one-channel network, else RGB.
+        mode = "L" if self.input_channels_ == 1 else "RGB"
         return _images.load_images(
             files, size=self.preprocessing_["load_size"], mode=mode
         )
