@@ -108,8 +108,11 @@ class TorchFeatureExtractor(
         ``floor(height / crop_pct) x floor(width / crop_pct)``, which for a square
         size means its shorter side becomes ``floor(size / crop_pct)``, and the
         central ``height x width`` window is cropped (timm's evaluation transform).
-        ``"auto"``: ``model.pretrained_cfg["input_size"]`` when the model has one,
-        else None. None: no resizing.
+        ``"auto"``: the model's ``pretrained_cfg["test_input_size"]`` (the
+        test-time size, which timm's own inference and validation scripts use)
+        or else ``["input_size"]``, when it has one (112 for the built-in
+        ``"efficientnet_lite0"``, shared with the command line), else None.
+        None: no resizing.
     crop_pct : "auto" or float in (0, 1], default="auto"
         Fraction of the resized image kept by the center crop. ``"auto"``:
         ``pretrained_cfg["crop_pct"]`` (0.875 when the config has none) for a model
