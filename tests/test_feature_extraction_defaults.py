@@ -435,6 +435,7 @@ def _probe_threads(ext, X):
 def test_auto_threads_leave_busy_cpus_alone_and_are_restored(monkeypatch, busy):
     monkeypatch.setattr(threads_mod, "runnable_elsewhere", lambda: busy)
     monkeypatch.setattr(threads_mod, "available_cpus", lambda: 4)
+    monkeypatch.setattr(threads_mod, "online_cpus", lambda: 4)
     before = torch.get_num_threads()
     X = rgb(n=6, size=8)
     ext = TorchFeatureExtractor(
@@ -446,6 +447,17 @@ def test_auto_threads_leave_busy_cpus_alone_and_are_restored(monkeypatch, busy):
     assert _probe_threads(ext.set_params(n_threads=1), X) == [1] * 3
     assert torch.get_num_threads() == before
     assert _probe_threads(ext.set_params(n_threads=None), X) == [before] * 3
+
+
+def test_pinned_process_keeps_its_threads(monkeypatch):
+    # Pinned to 2 of 8 CPUs: the machine-wide count of busy threads says nothing
+    # about those two, so torch's own setting is kept.
+    monkeypatch.setattr(threads_mod, "runnable_elsewhere", lambda: 50)
+    monkeypatch.setattr(threads_mod, "available_cpus", lambda: 2)
+    monkeypatch.setattr(threads_mod, "online_cpus", lambda: 8)
+    assert threads_mod.ThreadBudget(max_threads=2).threads() == 2
+    monkeypatch.setattr(threads_mod, "online_cpus", lambda: 2)
+    assert threads_mod.ThreadBudget(max_threads=2).threads() == 1
 
 
 def test_thread_count_is_restored_after_an_error(monkeypatch):

@@ -20,8 +20,10 @@ region run by one thread is not parallel at all, and with ``k`` free cores the
 ``k`` threads of the team each have a core. :class:`ThreadBudget` estimates the
 free cores from the number of threads of *other* processes that are runnable
 right now (``/proc/loadavg`` minus this process's running threads, Linux only;
-elsewhere nothing changes), takes the median of its recent samples, and the
-callers set the thread count inside a context that restores it
+elsewhere, or for a process pinned to some of the CPUs, nothing changes). A
+process that spins is runnable whether or not it gets a core, so the count does
+not drop when our own threads crowd it out. The median of the recent samples
+decides, and the callers set the thread count inside a context that restores it
 (:func:`limit_blas_threads` for NumPy/SciPy BLAS; the torch estimators set
 ``torch.set_num_threads`` per batch and restore it).
 """
@@ -40,6 +42,7 @@ __all__ = [
     "adaptive_threads",
     "available_cpus",
     "limit_blas_threads",
+    "online_cpus",
     "runnable_elsewhere",
 ]
 
@@ -50,6 +53,11 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def online_cpus() -> int:
+    """CPUs of the machine (those the system counts as online), at least 1."""
+    return max(1, os.cpu_count() or 1)
 
 
 def _own_running_threads() -> int:
@@ -93,6 +101,12 @@ def runnable_elsewhere() -> int | None:
 class ThreadBudget:
     """How many threads to use now: at most ``max_threads``, at most the free CPUs.
 
+    The free CPUs are those of this process's affinity mask minus the median
+    number of runnable threads of other processes over the recent samples.
+    A process whose affinity mask is a strict subset of the machine's CPUs is
+    not adapted (``max_threads`` always): the machine-wide count cannot say
+    which CPUs the other threads run on.
+
     Parameters
     ----------
     max_threads : int
@@ -113,9 +127,15 @@ class ThreadBudget:
         self.max_threads = max(1, int(max_threads))
         self._samples: deque[int] = deque(maxlen=window)
         self._cpus = available_cpus()
+        # The runnable count is machine-wide: it says how busy *our* CPUs are
+        # only when this process may run on all of them. A process pinned to
+        # some CPUs (a cpuset container, taskset) is taken to own them.
+        self._adaptive = self._cpus >= online_cpus()
 
     def sample(self) -> None:
         """Record how many threads of other processes are runnable now."""
+        if not self._adaptive:
+            return
         busy = runnable_elsewhere()
         if busy is not None:
             self._samples.append(busy)
