@@ -527,6 +527,10 @@ def test_structural_errors():
     reused.add_module("c", relu)  # the same module runs twice
     with pytest.raises(ValueError, match="ran 2 times"):
         TorchFeatureExtractor(reused, layers=["a"], **FAST).fit(X)
+    # A hooked module must return a tensor.
+    wrapped = nn.Sequential(TupleNet())
+    with pytest.raises(ValueError, match=r"Layer '0' returned a tuple, not a tensor"):
+        TorchFeatureExtractor(wrapped, layers=["0"], **FAST).fit(X)
     flat = TorchFeatureExtractor(nn.Conv2d(3, 2, 3), **FAST).fit(X)
     assert flat.n_features_out_ == 2 * 10 * 10
     with pytest.raises(ValueError, match="different size"):
