@@ -15,6 +15,12 @@ independently of sklearn_ood), loads ``sklearn_ood.backbones.load_backbone()``, 
 both on random inputs of several sizes (odd and even, to exercise TensorFlow "SAME"
 padding) and on sklearn's two sample images, and prints the largest absolute
 differences of the logits, the pooled features and the last feature map.
+
+It then checks TorchFeatureExtractor's default features on real torchvision
+classifiers (ResNet, DenseNet, VGG, MobileNet, EfficientNet, ConvNeXt, RegNet,
+Swin, ViT, ShuffleNet; random weights, so nothing is downloaded): they must be
+the input of each network's final Linear layer, with the pre-processing of its
+default weights (``preprocessing_from_weights``).
 """
 
 import sys
@@ -138,7 +144,67 @@ def main():
             top = f"{la.argmax(1).tolist()} / {lb.argmax(1).tolist()}"
             print(f"{name:26s} {d[0]:10.2e} {d[1]:10.2e} {d[2]:10.2e}  {top}")
     print(f"largest absolute difference: {worst:.2e}")
-    return 0 if worst < 1e-4 else 1
+    layouts_ok = check_torchvision_layouts()
+    return 0 if worst < 1e-4 and layouts_ok else 1
+
+
+# torchvision models (random weights: nothing is downloaded) and the width of the
+# input of their final Linear layer, which TorchFeatureExtractor's default
+# features must have.
+TORCHVISION_MODELS = (
+    "resnet18",
+    "resnet50",
+    "densenet121",
+    "vgg11",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "convnext_tiny",
+    "regnet_y_400mf",
+    "swin_t",
+    "vit_b_16",
+    "shufflenet_v2_x0_5",
+)
+
+
+def check_torchvision_layouts():
+    """The default features of real torchvision classifiers are the classifier's
+    input (compared with a forward pre-hook on the last Linear layer)."""
+    import torchvision
+
+    from sklearn_ood import TorchFeatureExtractor
+    from sklearn_ood.backbones import preprocessing_from_weights
+
+    ok = True
+    print("\ntorchvision", torchvision.__version__, "layouts (random weights):")
+    for name in TORCHVISION_MODELS:
+        model = torchvision.models.get_model(name, weights=None).eval()
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        params = preprocessing_from_weights(weights)
+        size = params["image_size"]
+        X = np.random.RandomState(0).randint(0, 256, (2, *size, 3)).astype(np.uint8)
+        ext = TorchFeatureExtractor(model, device="cpu", **params).fit(X)
+        last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        seen = []
+        hook = last.register_forward_pre_hook(lambda m, a, seen=seen: seen.append(a[0]))
+        with torch.no_grad():
+            model(ext.network_input(X))
+        hook.remove()
+        expected = seen[0].flatten(1).numpy()
+        got = ext.transform(X)
+        diff = (
+            float(np.abs(got - expected).max()) if got.shape == expected.shape else None
+        )
+        good = diff is not None and diff < 1e-3 * max(
+            1.0, float(np.abs(expected).max())
+        )
+        ok = ok and good
+        print(
+            f"  {name:20s} {got.shape[1]:5d} features (classifier input "
+            f"{expected.shape[1]}), max diff {diff}, {ext.feature_source_[:40]}..."
+            + ("" if good else "  <-- MISMATCH")
+        )
+    return ok
 
 
 if __name__ == "__main__":

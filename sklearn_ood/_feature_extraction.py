@@ -1,60 +1,56 @@
 """Features of images (or vectors) from any torch network: a scikit-learn transformer.
 
 :class:`TorchFeatureExtractor` turns a batch of images into a ``(n_samples,
-n_features)`` float32 matrix: the pooled penultimate features of a pretrained backbone,
-or the globally pooled outputs of named intermediate layers, ready for any detector.
+n_features)`` float32 matrix: the pooled penultimate features of a classification
+network, or the globally pooled outputs of named intermediate layers, ready for
+any detector. Its two public building blocks, :meth:`~TorchFeatureExtractor.
+network_input` and :meth:`~TorchFeatureExtractor.forward_features`, are what
+``transform`` does in two differentiable steps.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import math
-import sys
-import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _check_feature_names_in,
     check_is_fitted,
-    validate_data,
 )
 from torch import nn
 
-from .images import center_crop, check_images, resize_images
-from .nn._device import resolve_device
-from .nn._training import TorchEstimatorMixin, _get_tqdm, build_module
+from ._extractor_input import ExtractorInputMixin
+from .backbones import (
+    BackboneReference,
+    available_backbones,
+    load_backbone,
+    weights_checksum,
+)
+from .nn._device import DEVICE_CONSTRAINT, resolve_device
+from .nn._hooks import (
+    LayerFeatures,
+    check_layer_names,
+    default_features,
+    forward_error,
+)
+from .nn._pixels import INTERPOLATIONS, resolve_preprocessing
+from .nn._training import TorchEstimatorMixin, build_module
+from .utils._progress import progress
+from .utils._threads import adaptive_threads
 
 __all__ = ["TorchFeatureExtractor"]
 
 _POOLINGS = ("avg", "max", "avgmax")
-_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# timm's default crop_pct, used when a pretrained_cfg gives an input size only.
-_DEFAULT_CROP_PCT = 0.875
-
-
-class _Vectors:
-    """Validated 2-D float32 input and whether it was uint8 before validation."""
-
-    def __init__(self, data: np.ndarray, is_uint8: bool) -> None:
-        self.data = data
-        self.is_uint8 = is_uint8
-        self.shape = data.shape
-
-    def __getitem__(self, key) -> _Vectors:
-        return _Vectors(self.data[key], self.is_uint8)
-
-
-class _StopForward(Exception):
-    """Raised by the last layer hook to skip the rest of the forward pass."""
+# A progress bar under verbose="auto" appears only for work longer than this (s).
+_PROGRESS_DELAY = 2.0
 
 
 def _input_channels(module: nn.Module) -> int | None:
@@ -68,74 +64,16 @@ def _input_channels(module: nn.Module) -> int | None:
     return None
 
 
-def _pair_or_none(value) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    pair = (value, value) if isinstance(value, Integral) else value
-    if len(pair) == 2 and all(
-        isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in pair
-    ):
-        return int(pair[0]), int(pair[1])
-    raise ValueError(
-        "The 'image_size' parameter of TorchFeatureExtractor must be 'auto', None, a "
-        f"positive int or a pair of positive ints (height, width). Got {value!r} "
-        "instead."
-    )
-
-
-def _channel_stats(value, name: str, channels: int | None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    if arr.size == 0 or not np.all(np.isfinite(arr)):
-        raise ValueError(
-            f"The '{name}' parameter of TorchFeatureExtractor must hold finite "
-            f"per-channel values. Got {value!r} instead."
-        )
-    if channels is not None and arr.size not in (1, channels):
-        raise ValueError(
-            f"The '{name}' parameter of TorchFeatureExtractor must have 1 or "
-            f"{channels} values (one per channel). Got {arr.size}."
-        )
-    if name == "std" and np.any(arr <= 0):
-        raise ValueError(
-            f"The 'std' parameter of TorchFeatureExtractor must be positive. Got "
-            f"{value!r} instead."
-        )
-    return tuple(float(v) for v in arr)
-
-
-def _pool(name: str, out, pooling: str) -> torch.Tensor:
-    """Reduce a hooked output to ``(N, d)`` float32."""
-    if not isinstance(out, torch.Tensor):
-        raise ValueError(
-            f"Layer {name!r} returned a {type(out).__name__}, not a tensor; choose a "
-            "module whose output is a tensor in the 'layers' parameter."
-        )
-    if out.ndim == 4:
-        out = out.float()
-        if pooling == "avg":
-            return out.mean(dim=(2, 3))
-        if pooling == "max":
-            return out.amax(dim=(2, 3))
-        return torch.cat([out.mean(dim=(2, 3)), out.amax(dim=(2, 3))], dim=1)
-    if out.ndim == 2:
-        return out.float()
-    raise ValueError(
-        f"Layer {name!r} returned an output of shape {tuple(out.shape)}; only "
-        "(N, C, H, W) feature maps (pooled over H and W) and (N, D) vectors are "
-        "supported."
-    )
-
-
-class TorchFeatureExtractor(TorchEstimatorMixin, TransformerMixin, BaseEstimator):
+class TorchFeatureExtractor(
+    TorchEstimatorMixin, ExtractorInputMixin, TransformerMixin, BaseEstimator
+):
     """Extract features of images with a torch network, in batches.
 
-    ``transform`` pre-processes each batch (pixel scaling, resize and center crop,
-    per-channel normalisation), runs the network in evaluation mode under
-    :func:`torch.inference_mode` and returns one float32 row per image: the pooled
-    penultimate features of a backbone, or the globally pooled outputs of the
-    modules named in ``layers``, concatenated.
+    ``transform`` turns each batch into network input (pixel scaling, resize and
+    center crop, per-channel normalisation), runs the network in evaluation mode
+    under :func:`torch.inference_mode` and returns one float32 row per image: by
+    default the pooled penultimate features of a classification network, or the
+    globally pooled outputs of the modules named in ``layers``, concatenated.
 
     Parameters
     ----------
@@ -148,15 +86,19 @@ class TorchFeatureExtractor(TorchEstimatorMixin, TransformerMixin, BaseEstimator
     model_kwargs : dict, default=None
         Keyword arguments for a class or for ``load_backbone``.
     layers : str or list of str, default=None
-        ``None``: for a model with timm's interface (``forward_features`` and
-        ``forward_head``), ``forward_head(forward_features(x), pre_logits=True)``,
-        i.e. its own pooled penultimate features; for any other model, its output
-        flattened to ``(N, -1)`` (an output that is not a tensor, e.g. a tuple, is an
-        error: name the layer to use instead). A list of module names, as in
-        ``model.named_modules()``: the outputs of those modules, captured by forward
-        hooks, a ``(N, C, H, W)`` map reduced by ``pooling`` and a ``(N, D)`` output
-        kept as it is, concatenated in the order given. Each module must run exactly
-        once per forward pass, and the pass stops right after the last of them.
+        ``None``: the features a classification network is used for (see Notes):
+        for a model with timm's interface, ``forward_head(forward_features(x),
+        pre_logits=True)``; for a network whose last layer is a
+        :class:`torch.nn.Linear` classifier named ``fc``, ``classifier``,
+        ``head``, ``heads`` or ``last_linear`` (the torchvision layouts), the input
+        of that classifier, i.e. the pooled penultimate features; for any other
+        model, its output flattened to ``(N, -1)``. ``feature_source_`` says which.
+        A list of module names, as in ``model.named_modules()``: the outputs of
+        those modules, captured by forward hooks, a ``(N, C, H, W)`` map reduced
+        by ``pooling`` and a ``(N, D)`` output kept as it is, concatenated in the
+        order given (name the classifier, e.g. ``"fc"``, to get the logits).
+        Each module must run exactly once per forward pass, and the pass stops
+        right after the last of them.
     pooling : {"avg", "max", "avgmax"}, default="avg"
         Global pooling of the feature maps of ``layers``: the mean or the maximum
         over all spatial positions, or both concatenated (means first).
@@ -166,8 +108,11 @@ class TorchFeatureExtractor(TorchEstimatorMixin, TransformerMixin, BaseEstimator
         ``floor(height / crop_pct) x floor(width / crop_pct)``, which for a square
         size means its shorter side becomes ``floor(size / crop_pct)``, and the
         central ``height x width`` window is cropped (timm's evaluation transform).
-        ``"auto"``: ``model.pretrained_cfg["input_size"]`` when the model has one,
-        else None. None: no resizing.
+        ``"auto"``: the model's ``pretrained_cfg["test_input_size"]`` (the
+        test-time size, which timm's own inference and validation scripts use)
+        or else ``["input_size"]``, when it has one (112 for the built-in
+        ``"efficientnet_lite0"``, shared with the command line), else None.
+        None: no resizing.
     crop_pct : "auto" or float in (0, 1], default="auto"
         Fraction of the resized image kept by the center crop. ``"auto"``:
         ``pretrained_cfg["crop_pct"]`` (0.875 when the config has none) for a model
@@ -182,14 +127,21 @@ default="auto"
         when present, else None (no normalisation).
     input_range : "auto" or float > 0, default="auto"
         Pixel value that maps to 1: the input is divided by it. ``"auto"``: 255 for
-        uint8 input and 1 for any other dtype (float images are taken to be in
-        [0, 1] already). Use 255.0 for float images on the 0..255 scale.
+        uint8 input; any other dtype is taken to be on the [0, 1] scale already,
+        and images whose values leave [-0.5, 1.5] (room for a bicubic resize's
+        overshoot) are refused with an error, e.g. float images on the 0..255
+        scale: for those, set ``input_range=255.0``. A number is used as it is,
+        without a check (``1.0`` passes already scaled or normalised input).
+        Vectors (2-D input) are never checked.
     batch_size : int, default=64
         Images per forward pass. Results do not depend on it (up to float rounding).
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
-        Where the network runs; ``"auto"`` picks CUDA when available. A CUDA device
-        on a machine without one falls back to the CPU with a warning. ``module_``
-        always stays on the CPU; the copy on the device is cached and not pickled.
+        Where the network runs: ``"auto"`` is the first GPU when CUDA is
+        available and the CPU otherwise; ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
+        (or a :class:`torch.device`) name a device. A CUDA device asked for on a
+        machine without CUDA falls back to the CPU with a
+        :class:`~sklearn_ood.nn.DeviceWarning`. ``module_`` always stays on the
+        CPU; the copy on the device is cached and not pickled.
     autocast : {"bf16", "fp16"} or None, default=None
         Run the forward pass under :func:`torch.autocast` with that dtype (mixed
         precision); features are returned as float32 either way. Meant for GPUs; it
@@ -199,26 +151,43 @@ default="auto"
         Run convolutional networks in the channels-last memory format, much faster
         for CPU convolutions. ``"auto"``: True for image input to a network with a
         Conv2d on the CPU, or on a GPU with ``autocast`` set.
+    n_threads : "auto", int or None, default="auto"
+        CPU threads of the forward passes in ``transform``, set with
+        :func:`torch.set_num_threads` and restored afterwards. ``"auto"``: at most
+        ``torch.get_num_threads()``, and no more than the CPUs that other
+        processes leave free, re-checked before each batch (see Notes: this is
+        what makes a plain script as fast as one run with
+        ``OMP_WAIT_POLICY=PASSIVE``). An int: that many. None: torch's setting.
     random_state : int, RandomState instance or None, default=None
         Seeds the parameter initialisation when ``model`` is a class; torch's global
         random state is left unchanged. Unused otherwise.
-    verbose : int, default=0
-        Show a tqdm progress bar over images in ``transform`` (a one-line summary
-        when tqdm is not installed).
+    verbose : "auto", bool or int, default="auto"
+        Progress bar (tqdm, on stderr) over the images of ``transform``.
+        ``"auto"``: shown when stderr is a terminal or a notebook and the work
+        takes more than 2 seconds; True or a positive int: always (a one-line
+        summary when tqdm is not installed); False or 0: never. In a
+        :class:`~sklearn.pipeline.Pipeline`, set it with
+        ``set_params(<step>__verbose=False)``.
 
     Attributes
     ----------
     module_ : torch.nn.Module
-        The network, on the CPU, in evaluation mode.
+        The network, on the CPU, in evaluation mode, with gradients switched off
+        for its parameters (gradients still flow to the input).
     layers_ : tuple of str or None
         The validated layer names.
+    feature_source_ : str
+        What the features are, in words (e.g. the input of the classifier
+        ``'fc'``: the pooled penultimate features).
     input_channels_ : int or None
         Channels the network expects (``in_channels`` of its first Conv2d, else
         ``pretrained_cfg["input_size"][0]``); one-channel images are replicated to
         it. None when unknown (no check, no replication).
     preprocessing_ : dict
         The resolved ``image_size``, ``crop_pct``, ``interpolation``, ``mean`` and
-        ``std``.
+        ``std``, ``load_size`` (the size image files are loaded at:
+        ``floor(image_size / crop_pct)``, or None) and ``source`` (where they
+        came from: ``"pretrained_cfg"``, ``"parameters"`` or ``"none"``).
     feature_groups_ : dict of str to slice
         Columns of the output that come from each layer (``"output"`` when
         ``layers`` is None), e.g. for a per-layer ensemble.
@@ -232,17 +201,42 @@ default="auto"
     See Also
     --------
     sklearn_ood.backbones.load_backbone : Built-in pretrained backbones.
+    sklearn_ood.images.load_images : The loader of image files used for paths.
 
     Notes
     -----
-    Images ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` (NumPy or torch, any
-    real dtype; see :func:`sklearn_ood.images.check_images` for the channel axis) are
-    converted batch by batch to float32 ``(N, C, H, W)``, grey replicated to
+    **Input.** Images ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` (NumPy
+    or torch, any real dtype; see :func:`sklearn_ood.images.check_images` for the
+    channel axis), or a list of image files / PIL images, loaded with
+    :func:`sklearn_ood.images.load_images` at ``preprocessing_["load_size"]`` (the
+    command line reads files the same way, so both see the same pixels). Each
+    batch becomes float32 ``(N, C, H, W)``, grey is replicated to
     ``input_channels_``, divided by ``input_range``, resized and cropped,
-    normalised, then passed to the network. Without a ``pretrained_cfg`` the
-    defaults only map uint8 to [0, 1]. 2-D input ``(N, D)`` is accepted for
+    normalised, then passed to the network. 2-D input ``(N, D)`` is accepted for
     networks without Conv2d (e.g. an MLP): validated as scikit-learn does
     (``n_features_in_``), divided by ``input_range``, passed as is.
+
+    **Which features.** For a ResNet in torchvision's layout (``... -> avgpool ->
+    flatten -> fc``), ``layers=None`` gives the 2,048 (ResNet-50) pooled features
+    that enter ``fc``, not the 1,000 logits; ``layers="fc"`` gives the logits and
+    ``layers=["layer3", "layer4"]`` the pooled maps of two stages. A network
+    that is not recognised as a classifier gives its output.
+
+    **Pre-processing.** The model's ``pretrained_cfg`` (timm's, or the one
+    :func:`~sklearn_ood.backbones.load_backbone` builds from torchvision's
+    ``Weights.transforms()``) sets resize, crop and normalisation. A
+    classification network without one, and without explicit ``image_size``,
+    ``mean`` and ``std``, only gets its pixels scaled to [0, 1], and ``fit`` warns
+    once about it.
+
+    **Threads.** With ``OMP_WAIT_POLICY`` unset, torch's OpenMP threads spin while
+    they wait; when another process keeps a core busy, inference then ran 5 to 10
+    times slower. ``n_threads="auto"`` uses no more threads than there are free
+    cores, which removes the waits without changing the environment, and
+    restores torch's thread count after ``transform``.
+
+    ``fit`` learns nothing from the data (``fit_learns_from_data = False``): it
+    builds the network, checks ``X`` and runs one sample to learn the output width.
 
     Examples
     --------
@@ -254,6 +248,9 @@ default="auto"
     >>> ext.transform(X).shape, ext.feature_groups_["1"]
     ((5, 8), slice(4, 8, None))
     """
+
+    #: ``fit`` only builds the network: wrappers may transform the data once.
+    fit_learns_from_data = False
 
     _parameter_constraints: dict = {
         "model": [nn.Module, type, str, callable],
@@ -268,7 +265,7 @@ default="auto"
             None,
         ],
         "crop_pct": [Interval(Real, 0, 1, closed="right"), StrOptions({"auto"})],
-        "interpolation": [StrOptions({"auto", *_INTERPOLATIONS})],
+        "interpolation": [StrOptions({"auto", *INTERPOLATIONS})],
         "mean": ["array-like", StrOptions({"auto"}), None],
         "std": ["array-like", StrOptions({"auto"}), None],
         "input_range": [
@@ -276,11 +273,16 @@ default="auto"
             StrOptions({"auto"}),
         ],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
+        "device": DEVICE_CONSTRAINT,
         "autocast": [StrOptions(set(_AUTOCAST)), None],
         "channels_last": ["boolean", StrOptions({"auto"})],
+        "n_threads": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+            None,
+        ],
         "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        "verbose": ["verbose", StrOptions({"auto"})],
     }
 
     def __init__(
@@ -300,8 +302,9 @@ default="auto"
         device: str | torch.device = "auto",
         autocast: str | None = None,
         channels_last: str | bool = "auto",
+        n_threads: str | int | None = "auto",
         random_state: int | np.random.RandomState | None = None,
-        verbose: int = 0,
+        verbose: str | bool | int = "auto",
     ) -> None:
         self.model = model
         self.model_kwargs = model_kwargs
@@ -317,6 +320,7 @@ default="auto"
         self.device = device
         self.autocast = autocast
         self.channels_last = channels_last
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 
@@ -341,14 +345,14 @@ default="auto"
     def fit(self, X, y=None) -> TorchFeatureExtractor:
         """Build the network, resolve the pre-processing and record the output width.
 
-        Nothing is trained: ``X`` is checked (layout, channels, finiteness) and its
-        first sample is run once through the network.
+        Nothing is trained: ``X`` is checked (layout, channels, finiteness, pixel
+        range) and its first sample is run once through the network.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (N, H, W), (N, H, W, C), \
-(N, C, H, W) or (N, D)
-            Images (see the class Notes), or vectors for a network without Conv2d.
+        X : array-like, torch.Tensor or list of image files / PIL images
+            Images of shape (N, H, W), (N, H, W, C) or (N, C, H, W) (see the class
+            Notes), files, or vectors (N, D) for a network without Conv2d.
         y : None
             Ignored.
 
@@ -358,55 +362,64 @@ default="auto"
             The fitted extractor.
         """
         self._clear_torch_cache()
-        self.module_ = self._build_module()
-        self._timm_api = all(
-            callable(getattr(self.module_, f, None))
-            for f in ("forward_features", "forward_head")
-        )
+        self.module_, self._backbone_checksum = self._build_module()
         self.input_channels_ = _input_channels(self.module_)
         self._has_conv = any(isinstance(m, nn.Conv2d) for m in self.module_.modules())
-        self.layers_ = self._check_layers(self.module_)
+        self.layers_ = check_layer_names(self.module_, self.layers)
         self.preprocessing_ = self._resolve_preprocessing(self.module_)
 
         X, kind = self._as_input(X)
+        if kind == "files":
+            X, kind = self._load_files(X[:1]), "images"
         self._input_kind = kind
         if kind == "vectors":
             first = self._validate_vectors(X, reset=True)[:1]
         else:
             for attr in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attr, None)
-            self._check_images_finite(X)
+            self._scan_images(X)
             first = X[:1]
-        self.feature_groups_ = {}
-        names: list[str] = []
-        start = 0
-        for name, width, pooled in self._probe(first):
-            self.feature_groups_[name] = slice(start, start + width)
-            start += width
-            prefix = name.replace(".", "_") if name else "root"
-            if pooled and self.pooling == "avgmax":
-                half = width // 2
-                names += [f"{prefix}__avg{j}" for j in range(half)]
-                names += [f"{prefix}__max{j}" for j in range(half)]
+
+        device = resolve_device(self.device)
+        x = self._network_batch(first, device)
+        module = self._device_module(device)
+        with torch.inference_mode():
+            if self.layers_ is None:
+                self._features = self._guarded(
+                    default_features, module, self._to_memory_format(x, device)
+                )
             else:
-                names += [f"{prefix}__{j}" for j in range(width)]
+                self._features = LayerFeatures(self.layers_, self.pooling)
+            probe = self._guarded(
+                self._features.probe, module, self._to_memory_format(x, device)
+            )
+        self.feature_groups_, self._pooled_groups = {}, {}
+        start = 0
+        for name, width, pooled in probe:
+            self.feature_groups_[name] = slice(start, start + width)
+            self._pooled_groups[name] = pooled
+            start += width
         self.n_features_out_ = start
-        self._feature_names_out = np.asarray(names, dtype=object)
+        self.feature_source_ = self._features.describe(self._pooled_groups)
+        self._warn_missing_preprocessing()
         return self
 
-    def _build_module(self) -> nn.Module:
+    def _build_module(self) -> tuple[nn.Module, str | None]:
+        """The network (CPU, eval, frozen) and, for a built-in pretrained backbone,
+        the checksum of its weights (it is then pickled by reference)."""
         kwargs = self.model_kwargs or {}
+        checksum = None
         if isinstance(self.model, str):
-            from .backbones import load_backbone
-
             try:
                 module = load_backbone(self.model, **kwargs)
             except TypeError as exc:
                 raise ValueError(
                     "The 'model_kwargs' parameter of TorchFeatureExtractor must hold "
-                    f"arguments of load_backbone when 'model' is a name. Got {kwargs} "
-                    f"({exc})."
+                    "arguments of load_backbone when 'model' is a name. Got "
+                    f"{kwargs} ({exc})."
                 ) from exc
+            if self.model in available_backbones() and kwargs.get("pretrained", True):
+                checksum = weights_checksum(module)
         else:
             module = build_module(
                 self.model,
@@ -416,73 +429,42 @@ default="auto"
                 name="model",
                 kwargs_name="model_kwargs",
             )
-        return module.to("cpu").eval()
-
-    def _check_layers(self, module: nn.Module) -> tuple[str, ...] | None:
-        layers = self.layers
-        if layers is None:
-            return None
-        if isinstance(layers, str):
-            layers = [layers]
-        if len(layers) == 0 or not all(isinstance(n, str) for n in layers):
-            raise ValueError(
-                "The 'layers' parameter of TorchFeatureExtractor must be None, a "
-                f"module name or a non-empty list of module names. Got {self.layers!r}"
-                " instead."
-            )
-        if len(set(layers)) != len(layers):
-            raise ValueError(
-                f"The 'layers' parameter of TorchFeatureExtractor has duplicate "
-                f"names: {list(layers)!r}."
-            )
-        known = dict(module.named_modules())
-        unknown = [n for n in layers if n not in known]
-        if unknown:
-            valid = [n for n in known if n]
-            shown = ", ".join(repr(n) for n in valid[:8])
-            more = f", ... ({len(valid)} in all)" if len(valid) > 8 else ""
-            raise ValueError(
-                f"The 'layers' parameter of TorchFeatureExtractor names modules that "
-                f"the model does not have: {unknown!r}. Valid names are those of "
-                f"model.named_modules(), e.g. {shown}{more}."
-            )
-        return tuple(layers)
+        return module.to("cpu").eval().requires_grad_(False), checksum
 
     def _resolve_preprocessing(self, module: nn.Module) -> dict[str, Any]:
-        cfg = getattr(module, "pretrained_cfg", None)
-        cfg = cfg if isinstance(cfg, Mapping) else {}
-        size = self.image_size
-        if isinstance(size, str):  # "auto"
-            input_size = cfg.get("input_size")
-            size = tuple(input_size[-2:]) if input_size is not None else None
-        size = _pair_or_none(size)
-        crop_pct = self.crop_pct
-        if isinstance(crop_pct, str):
-            crop_pct = float(cfg.get("crop_pct") or _DEFAULT_CROP_PCT) if cfg else 1.0
-        interpolation = self.interpolation
-        if interpolation == "auto":
-            interpolation = str(cfg.get("interpolation", "bilinear"))
-            if interpolation not in _INTERPOLATIONS:
-                raise ValueError(
-                    f"The model's pretrained_cfg asks for the interpolation "
-                    f"{interpolation!r}, which is not supported; set the "
-                    f"'interpolation' parameter to one of {_INTERPOLATIONS}."
-                )
-        stats = {}
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            if isinstance(value, str):  # "auto"
-                value = cfg.get(name)
-            stats[name] = _channel_stats(value, name, self.input_channels_)
-        if (stats["mean"] is None) != (stats["std"] is None):
-            stats["mean"] = stats["mean"] or (0.0,)
-            stats["std"] = stats["std"] or (1.0,)
-        return {
-            "image_size": size,
-            "crop_pct": float(crop_pct),
-            "interpolation": interpolation,
-            **stats,
-        }
+        return resolve_preprocessing(
+            getattr(module, "pretrained_cfg", None),
+            image_size=self.image_size,
+            crop_pct=self.crop_pct,
+            interpolation=self.interpolation,
+            mean=self.mean,
+            std=self.std,
+            channels=self.input_channels_,
+        )
+
+    def _warn_missing_preprocessing(self) -> None:
+        prep = self.preprocessing_
+        if (
+            self._input_kind != "images"
+            or self._features.source != "classifier"
+            or prep["source"] != "none"
+        ):
+            return
+        warnings.warn(
+            f"The model ({type(self.module_).__name__}) is a classification network "
+            f"(features: the input of {self._features.classifier!r}) without a "
+            "'pretrained_cfg' describing the pre-processing its weights expect, so "
+            "TorchFeatureExtractor only scales the pixels to [0, 1]: no resize, no "
+            "normalisation. For weights trained on ImageNet, pass the values of the "
+            "weights' transforms, e.g. "
+            "**sklearn_ood.backbones.preprocessing_from_weights(weights) or "
+            "image_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, "
+            "0.225); or load the model with load_backbone('torchvision:<name>'). "
+            "Set image_size, mean and std explicitly (None for none) to silence "
+            "this warning.",
+            UserWarning,
+            stacklevel=4,  # fit's caller (through scikit-learn's _fit_context)
+        )
 
     # ------------------------------------------------------------ transform
     def transform(self, X) -> np.ndarray:
@@ -490,25 +472,123 @@ default="auto"
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (N, H, W), (N, H, W, C), \
-(N, C, H, W) or (N, D)
-            Images, in any layout and dtype accepted by ``fit``.
+        X : array-like, torch.Tensor or list of image files / PIL images
+            Images of shape (N, H, W), (N, H, W, C) or (N, C, H, W) in any layout
+            and dtype accepted by ``fit``, files, or vectors (N, D).
 
         Returns
         -------
         features : ndarray of shape (N, n_features_out_), dtype float32
-            One row per input.
+            One row per input, equal to
+            ``forward_features(network_input(X))`` up to float rounding (the same
+            operations, batch by batch, under :func:`torch.inference_mode`).
         """
         check_is_fitted(self)
-        X, kind = self._as_input(X)
-        if kind != self._input_kind:
-            raise ValueError(
-                f"TorchFeatureExtractor was fitted on {self._input_kind} but X holds "
-                f"{kind} (shape {tuple(X.shape)})."
+        X = self._checked_input(X)
+        n = len(X) if isinstance(X, list) else X.shape[0]
+        out = np.empty((n, self.n_features_out_), dtype=np.float32)
+        device = resolve_device(self.device)
+        module = self._device_module(device)
+        with self._cpu_threads(device) as adjust, self._progress(n) as bar:
+            for start, xb in self._batches(X):
+                adjust()
+                with torch.inference_mode():
+                    x = self._network_batch(xb, device)
+                    block = self._forward(module, x, device)
+                out[start : start + block.shape[0]] = block.float().cpu().numpy()
+                bar(block.shape[0])
+        return out
+
+    def network_input(self, X, device=None) -> torch.Tensor:
+        """Turn raw input into the network's input, exactly as ``transform`` does.
+
+        Validation, channel replication, pixel scaling (``input_range``), resize
+        and center crop, normalisation, all made of torch operations: when ``X``
+        is a float tensor that requires gradients, they flow back to it.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or list of image files / PIL images
+            One batch of input, as for ``transform`` (processed at once, not in
+            ``batch_size`` batches).
+        device : str, torch.device or None, default=None
+            Where the result lies; None: the extractor's ``device``, resolved.
+
+        Returns
+        -------
+        x : torch.Tensor of shape (N, C, H, W) or (N, D), dtype float32
+            The network input, contiguous, in the standard memory format.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from sklearn_ood import TorchFeatureExtractor
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten())
+        >>> X = np.full((2, 8, 8), 255, dtype=np.uint8)
+        >>> ext = TorchFeatureExtractor(net, mean=[0.5], std=[0.25], device="cpu")
+        >>> x = ext.fit(X).network_input(X)
+        >>> tuple(x.shape), float(x.max())  # grey -> 3 channels, (1 - 0.5) / 0.25
+        ((2, 3, 8, 8), 2.0)
+        """
+        check_is_fitted(self)
+        device = resolve_device(self.device if device is None else device)
+        X = self._checked_input(X)
+        if isinstance(X, list):
+            X = self._load_files(X)
+        return self._network_batch(X, device).contiguous()
+
+    def forward_features(self, x: torch.Tensor, layers=None) -> torch.Tensor:
+        """Compute the features of network inputs ``x``, with autograd enabled.
+
+        The same hooks, pooling and concatenation as ``transform`` (one shared
+        implementation), so ``forward_features(network_input(X))`` equals
+        ``transform(X)`` up to float rounding, and gradients flow from the
+        features to ``x`` (the network's own parameters stay frozen).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, C, H, W) or (N, D)
+            Network input, e.g. from :meth:`network_input`, on any device; the
+            network runs there (a cached copy of ``module_``).
+        layers : list of str or None, default=None
+            A subset of ``layers_``: only their columns are computed, the pass
+            stops after the last of them, and the other groups' columns are
+            zero. None: all groups.
+
+        Returns
+        -------
+        features : torch.Tensor of shape (N, n_features_out_), dtype float32
+            On ``x.device``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from sklearn_ood import TorchFeatureExtractor
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+        >>> X = np.random.RandomState(0).rand(3, 8, 8).astype(np.float32)
+        >>> ext = TorchFeatureExtractor(net, layers=["0", "1"], device="cpu").fit(X)
+        >>> x = ext.network_input(X).requires_grad_()
+        >>> F = ext.forward_features(x)
+        >>> F.sum().backward()
+        >>> x.grad.shape == x.shape, np.allclose(F.detach(), ext.transform(X))
+        (True, True)
+        """
+        check_is_fitted(self)
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(
+                "x must be a floating point torch.Tensor of network input (see "
+                f"network_input). Got {type(x).__name__}"
+                + (f" of dtype {x.dtype}." if isinstance(x, torch.Tensor) else ".")
             )
-        if kind == "vectors":
-            X = self._validate_vectors(X, reset=False)
-        return self._extract(X)
+        expected = 4 if self._input_kind == "images" else 2
+        if x.ndim != expected:
+            raise ValueError(
+                f"x must have {expected} dimensions (the network input of "
+                f"{self._input_kind}); got shape {tuple(x.shape)}."
+            )
+        needed = self._needed_layers(layers)
+        module = self._device_module(x.device)
+        return self._forward(module, x.to(torch.float32), x.device, needed)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Get the names of the output features: ``"<layer>__<index>"``.
@@ -530,244 +610,123 @@ default="auto"
         check_is_fitted(self)
         if self._input_kind == "vectors":
             _check_feature_names_in(self, input_features, generate_names=False)
-        return self._feature_names_out.copy()
-
-    # -------------------------------------------------------------- helpers
-    def _as_input(self, X):
-        """Return ``X`` (an ndarray unless a tensor) and its kind: images or vectors."""
-        if sparse.issparse(X):
-            raise TypeError(
-                "Sparse data was passed for X, but dense data is required. Use "
-                "'.toarray()' to convert to a dense numpy array."
-            )
-        if isinstance(X, torch.Tensor):
-            ndim = X.ndim
-            if ndim < 3 and not self._has_conv:
-                X = X.detach().cpu().numpy()
-        else:
-            if not hasattr(X, "shape") or not hasattr(X, "__getitem__"):
-                X = np.asarray(X)
-            ndim = len(X.shape)
-        if ndim in (3, 4):
-            return X, "images"
-        if self._has_conv and ndim < 3:
-            check_images(X)  # raises the layout error, with a reshape hint for 2-D
-        if ndim > 4:
-            check_images(X)
-        return X, "vectors"
-
-    def _validate_vectors(self, X, *, reset: bool) -> _Vectors:
-        """scikit-learn validation of 2-D input; remembers whether it was uint8."""
-        is_uint8 = getattr(X, "dtype", None) == np.uint8
-        data = validate_data(self, X, dtype=np.float32, reset=reset)
-        return _Vectors(data, is_uint8)
-
-    def _check_images_finite(self, X) -> None:
-        """Layout, dtype, size and finiteness of the whole batch, chunk by chunk."""
-        _, info = check_images(X[:1])
-        self._check_channels(info.input_channels)
-        if info.input_dtype.startswith(("float", "bfloat")):
-            for start in range(0, X.shape[0], 1024):
-                chunk = X[start : start + 1024]
-                ok = (
-                    bool(torch.isfinite(chunk).all())
-                    if isinstance(chunk, torch.Tensor)
-                    else bool(np.isfinite(chunk).all())
-                )
-                if not ok:
-                    raise ValueError("Input X contains NaN or infinity.")
-
-    def _check_channels(self, n_channels: int) -> None:
-        expected = self.input_channels_
-        if expected is not None and n_channels not in (1, expected):
-            raise ValueError(
-                f"X has {n_channels} channel(s) but the model expects {expected} "
-                "(only 1-channel images are replicated automatically)."
-            )
-
-    def _scale(self, is_uint8: bool) -> float:
-        if isinstance(self.input_range, str):  # "auto"
-            return 255.0 if is_uint8 else 1.0
-        return float(self.input_range)
-
-    def _preprocess(self, xb: torch.Tensor) -> torch.Tensor:
-        prep = self.preprocessing_
-        size = prep["image_size"]
-        if size is not None:
-            th, tw = size
-            pct = prep["crop_pct"]
-            sh, sw = math.floor(th / pct), math.floor(tw / pct)
-            height, width = xb.shape[-2:]
-            if sh == sw:
-                if min(height, width) != sh:
-                    xb = resize_images(xb, sh, interpolation=prep["interpolation"])
+        names: list[str] = []
+        for name, cols in self.feature_groups_.items():
+            width = cols.stop - cols.start
+            prefix = name.replace(".", "_") if name else "root"
+            if self._pooled_groups[name] and self.pooling == "avgmax":
+                names += [f"{prefix}__avg{j}" for j in range(width // 2)]
+                names += [f"{prefix}__max{j}" for j in range(width // 2)]
             else:
-                factor = max(sh / height, sw / width)
-                new = (max(sh, int(height * factor)), max(sw, int(width * factor)))
-                if new != (height, width):
-                    xb = resize_images(xb, new, interpolation=prep["interpolation"])
-            if tuple(xb.shape[-2:]) != (th, tw):
-                xb = center_crop(xb, (th, tw))
-        if prep["mean"] is not None:
-            mean = torch.tensor(prep["mean"], dtype=xb.dtype, device=xb.device)
-            std = torch.tensor(prep["std"], dtype=xb.dtype, device=xb.device)
-            xb = (xb - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-        return xb
+                names += [f"{prefix}__{j}" for j in range(width)]
+        return np.asarray(names, dtype=object)
 
-    def _resolve_channels_last(self, device: torch.device) -> bool:
+    # ----------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = super().__getstate__()
+        checksum = state.get("_backbone_checksum")
+        if checksum is not None and weights_checksum(state["module_"]) == checksum:
+            # A built-in backbone, unchanged since fit: stored by reference.
+            state["module_"] = BackboneReference(
+                self.model, dict(self.model_kwargs or {}), checksum
+            )
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("module_"), BackboneReference):
+            module = state["module_"].load()
+            state = {**state, "module_": module.eval().requires_grad_(False)}
+        super().__setstate__(state)
+
+    def _channels_last(self, device: torch.device) -> bool:
         if self.channels_last != "auto":
-            return bool(self.channels_last)
+            return bool(self.channels_last) and self._input_kind == "images"
         if not self._has_conv or self._input_kind != "images":
             return False
         return device.type == "cpu" or self.autocast is not None
 
-    def _device_module(self, device: torch.device, channels_last: bool) -> nn.Module:
-        """``module_`` on ``device`` (a cached copy unless it is usable as is)."""
-        if device.type == "cpu" and not channels_last:
-            return self.module_
-        cached = self.__dict__.get("_cache_module")
-        key = (str(device), channels_last)
-        if cached is not None and cached[0] is self.module_ and cached[1] == key:
-            return cached[2]
-        moved = copy.deepcopy(self.module_).to(device).eval()
-        if channels_last:
-            moved = moved.to(memory_format=torch.channels_last)
-        self._cache_module = (self.module_, key, moved)
-        return moved
+    def _to_memory_format(self, x: torch.Tensor, device) -> torch.Tensor:
+        if x.ndim == 4 and self._channels_last(device):
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
-    def _forward(self, module, xb, probe: dict | None = None) -> list[torch.Tensor]:
-        """Features of one pre-processed batch, one ``(n, d)`` tensor per group.
-
-        With ``probe`` (a dict), the whole forward pass runs (no early stop) and
-        ``probe[layer]`` records whether the layer's output was a pooled map.
-        """
-        if self.layers_ is None:
-            if self._timm_api:
-                out = module.forward_head(module.forward_features(xb), pre_logits=True)
-            else:
-                out = module(xb)
-            if not isinstance(out, torch.Tensor) or out.ndim == 0:
-                raise ValueError(
-                    f"The model returned a {type(out).__name__}"
-                    + (" of shape ()" if isinstance(out, torch.Tensor) else "")
-                    + ", not a batch of tensors; use the 'layers' parameter to name "
-                    "the module(s) whose output to use."
-                )
-            return [out.reshape(out.shape[0], -1).float()]
-
-        named = dict(module.named_modules())
-        captured: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers_}
-        n_layers = len(self.layers_)
-
-        def make_hook(name):
-            def hook(mod, args, output):
-                captured[name].append(_pool(name, output, self.pooling))
-                if probe is not None:
-                    probe[name] = output.ndim == 4
-                elif sum(map(bool, captured.values())) == n_layers:
-                    raise _StopForward
-
-            return hook
-
-        handles = [named[n].register_forward_hook(make_hook(n)) for n in self.layers_]
-        try:
-            module(xb)
-        except _StopForward:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-        for name, outs in captured.items():
-            if len(outs) != 1:
-                raise ValueError(
-                    f"Layer {name!r} ran {len(outs)} times in one forward pass; "
-                    "choose modules that run exactly once in the 'layers' parameter."
-                )
-        return [captured[name][0] for name in self.layers_]
-
-    def _batches(self, X):
-        """Yield ``(start, stop, float32 NCHW or (n, D) CPU tensor, is_uint8)``."""
-        n = X.shape[0]
-        step = self.batch_size
-        if isinstance(X, _Vectors):
-            for start in range(0, n, step):
-                xb = torch.from_numpy(np.array(X.data[start : start + step]))
-                yield start, start + xb.shape[0], xb, X.is_uint8
-            return
-        if n == 0:
-            check_images(X)  # raises the empty-input error
-        for start in range(0, n, step):
-            xb, info = check_images(X[start : start + step])
-            self._check_channels(info.input_channels)
-            yield start, start + xb.shape[0], xb, info.was_uint8
-
-    def _run(self, X, probe: dict | None = None):
-        device = resolve_device(self.device)
-        channels_last = self._resolve_channels_last(device)
-        module = self._device_module(device, channels_last)
-        dtype = _AUTOCAST.get(self.autocast)
-        channels = self.input_channels_
-        with torch.inference_mode():
-            for start, stop, xb, is_uint8 in self._batches(X):
-                xb = xb.to(device, non_blocking=True)
-                if xb.ndim == 4 and channels is not None and xb.shape[1] != channels:
-                    xb = xb.expand(-1, channels, -1, -1)
-                scale = self._scale(is_uint8)
-                if scale != 1.0:
-                    xb = xb / scale
-                if xb.ndim == 4:
-                    xb = self._preprocess(xb)
-                    if channels_last:
-                        xb = xb.contiguous(memory_format=torch.channels_last)
-                context = (
-                    torch.autocast(device.type, dtype=dtype)
-                    if dtype is not None
-                    else contextlib.nullcontext()
-                )
-                with context:
-                    parts = self._forward(module, xb, probe)
-                yield start, stop, [p.float().cpu() for p in parts]
-
-    def _probe(self, X) -> list[tuple[str, int, bool]]:
-        """``(group name, width, pooled map?)`` from one forward pass of ``X``."""
-        pooled: dict[str, bool] = {}
-        (_, _, parts), *_ = list(self._run(X, pooled))
-        names = self.layers_ if self.layers_ is not None else ("output",)
-        return [
-            (name, int(p.shape[1]), pooled.get(name, False))
-            for name, p in zip(names, parts)
-        ]
-
-    def _extract(self, X) -> np.ndarray:
-        n = X.shape[0]
-        out = np.empty((n, self.n_features_out_), dtype=np.float32)
-        tqdm = _get_tqdm() if self.verbose else None
-        bar = (
-            tqdm(total=n, desc=type(self).__name__, unit="img", file=sys.stderr)
-            if tqdm is not None
-            else None
+    def _device_module(self, device: torch.device) -> nn.Module:
+        return self._module_on_device(
+            "module_", device, channels_last=self._channels_last(device)
         )
-        tic = time.perf_counter()  # for the summary printed without tqdm
+
+    def _guarded(self, fn, module, x, *args):
+        """``fn(module, x, *args)``, a failure inside the network explained."""
         try:
-            for start, stop, parts in self._run(X):
-                block = torch.cat(parts, dim=1)
-                if block.shape[1] != self.n_features_out_:
-                    raise ValueError(
-                        f"The network gave {block.shape[1]} features per sample but "
-                        f"{self.n_features_out_} at fit; were the images a different "
-                        "size? Set 'image_size' to resize them."
-                    )
-                out[start:stop] = block.numpy()
-                if bar is not None:
-                    bar.update(stop - start)
-        finally:
-            if bar is not None:
-                bar.close()
-        if self.verbose and bar is None:
-            elapsed = time.perf_counter() - tic
-            print(
-                f"{type(self).__name__}: {n} samples in {elapsed:.1f}s "
-                f"({n / max(elapsed, 1e-9):.0f}/s)",
-                flush=True,
+            return fn(module, x, *args)
+        except RuntimeError as exc:
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            raise forward_error(
+                lambda z: fn(module, z, *args),
+                module,
+                x,
+                exc,
+                hint=self._size_hint(),
+            ) from exc
+
+    def _size_hint(self) -> str:
+        if self._input_kind != "images":
+            return "X does not have the shape the network was built for."
+        size = self.preprocessing_["image_size"]
+        now = "None: images enter at their own size" if size is None else size
+        return (
+            "Set the 'image_size' parameter of TorchFeatureExtractor to the input "
+            f"size the network needs (it is {now})."
+        )
+
+    def _needed_layers(self, layers) -> list[str] | None:
+        if layers is None:
+            return None
+        names = [layers] if isinstance(layers, str) else list(layers)
+        known = self.layers_ or ()
+        if not names or any(n not in known for n in names):
+            raise ValueError(
+                "The 'layers' argument of forward_features must be None or a "
+                f"non-empty subset of layers_={self.layers_!r}. Got {layers!r}."
             )
-        return out
+        return names
+
+    def _forward(self, module, x, device, needed=None) -> torch.Tensor:
+        """``(N, n_features_out_)`` features of network inputs on ``device``."""
+        x = self._to_memory_format(x, device)
+        dtype = _AUTOCAST.get(self.autocast)
+        context = (
+            torch.autocast(device.type, dtype=dtype)
+            if dtype is not None
+            else contextlib.nullcontext()
+        )
+        with context:
+            parts = self._guarded(self._features, module, x, needed)
+        blocks = []
+        for name, part in zip(self._features.groups, parts):
+            cols = self.feature_groups_[name]
+            if part is None:
+                part = x.new_zeros((x.shape[0], cols.stop - cols.start))
+            elif part.shape[1] != cols.stop - cols.start:
+                raise ValueError(
+                    f"The network gave {part.shape[1]} features per sample for "
+                    f"{name!r} but {cols.stop - cols.start} at fit; were the images "
+                    "a different size? Set 'image_size' to resize them."
+                )
+            blocks.append(part.float())
+        return torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
+
+    @contextlib.contextmanager
+    def _cpu_threads(self, device):
+        with adaptive_threads(
+            None if device.type != "cpu" else self.n_threads,
+            torch.get_num_threads,
+            torch.set_num_threads,
+        ) as adjust:
+            yield adjust
+
+    def _progress(self, total: int):
+        return progress(
+            total, self.verbose, desc=type(self).__name__, delay=_PROGRESS_DELAY
+        )

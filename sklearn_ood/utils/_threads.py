@@ -1,0 +1,234 @@
+"""Thread budgets that leave room for other busy processes, without environment tweaks.
+
+Why this exists
+---------------
+torch runs its CPU kernels on an OpenMP team (GNU libgomp in the PyPI wheels). When
+a parallel region ends, libgomp's idle threads spin-wait for the next one: with
+``OMP_WAIT_POLICY`` unset, for about 300,000 pause instructions (a few ms)
+before they sleep. On a machine where another process keeps a core busy, the
+spinning threads and the busy process compete for the cores, the operating
+system preempts the thread that holds the next piece of work, and every parallel
+region waits for a scheduler time slice: torch inference ran 5-10 times slower
+on the 2-core development machines (20 instead of 110-200 images/s, measured
+side by side). ``OMP_WAIT_POLICY=PASSIVE`` avoids it, but libgomp reads the
+variable once, when torch is imported, and a library must not change the
+process environment for its user.
+
+What a library can do instead is use no more threads than there are idle
+cores: a thread that never waits for a preempted partner never spins. A
+region run by one thread is not parallel at all, and with ``k`` free cores the
+``k`` threads of the team each have a core. :class:`ThreadBudget` estimates the
+free cores from the number of threads of *other* processes that are runnable
+right now (``/proc/loadavg`` minus this process's running threads, Linux only;
+elsewhere, or for a process pinned to some of the CPUs, nothing changes). A
+process that spins is runnable whether or not it gets a core, so the count does
+not drop when our own threads crowd it out. The median of the recent samples
+decides, and the callers set the thread count inside a context that restores it
+(:func:`limit_blas_threads` for NumPy/SciPy BLAS; the torch estimators set
+``torch.set_num_threads`` per batch and restore it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from collections.abc import Iterator
+
+from threadpoolctl import threadpool_limits
+
+__all__ = [
+    "ThreadBudget",
+    "adaptive_threads",
+    "available_cpus",
+    "limit_blas_threads",
+    "online_cpus",
+    "runnable_elsewhere",
+]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def online_cpus() -> int:
+    """CPUs of the machine (those the system counts as online), at least 1."""
+    return max(1, os.cpu_count() or 1)
+
+
+def _own_running_threads() -> int:
+    count = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # The state letter follows the command name, which is in parentheses.
+        if stat[stat.rindex(")") + 2 : stat.rindex(")") + 3] == "R":
+            count += 1
+    return max(count, 1)  # the thread reading this is running
+
+
+def runnable_elsewhere() -> int | None:
+    """Threads of other processes that are runnable now, or None when unknown.
+
+    The fourth field of ``/proc/loadavg`` counts the runnable threads of the
+    whole system at the moment of reading, this process's own included; those
+    (threads in state ``R`` in ``/proc/self/task``) are subtracted.
+
+    Returns
+    -------
+    count : int or None
+        None where ``/proc`` is not available (not Linux).
+    """
+    try:
+        with open("/proc/loadavg") as f:
+            total = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, total - _own_running_threads())
+
+
+class ThreadBudget:
+    """How many threads to use now: at most ``max_threads``, at most the free CPUs.
+
+    The free CPUs are those of this process's affinity mask minus the median
+    number of runnable threads of other processes over the recent samples.
+    A process whose affinity mask is a strict subset of the machine's CPUs is
+    not adapted (``max_threads`` always): the machine-wide count cannot say
+    which CPUs the other threads run on.
+
+    Parameters
+    ----------
+    max_threads : int
+        Upper bound (e.g. the user's ``torch.get_num_threads()``).
+    window : int, default=5
+        Number of recent samples whose median is used, so that a process that
+        runs for an instant does not change the decision.
+
+    Examples
+    --------
+    >>> from sklearn_ood.utils._threads import ThreadBudget
+    >>> budget = ThreadBudget(max_threads=2)
+    >>> 1 <= budget.threads() <= 2
+    True
+    """
+
+    def __init__(self, max_threads: int, window: int = 5) -> None:
+        self.max_threads = max(1, int(max_threads))
+        self._samples: deque[int] = deque(maxlen=window)
+        self._cpus = available_cpus()
+        # The runnable count is machine-wide: it says how busy *our* CPUs are
+        # only when this process may run on all of them. A process pinned to
+        # some CPUs (a cpuset container, taskset) is taken to own them.
+        self._adaptive = self._cpus >= online_cpus()
+
+    def sample(self) -> None:
+        """Record how many threads of other processes are runnable now."""
+        if not self._adaptive:
+            return
+        busy = runnable_elsewhere()
+        if busy is not None:
+            self._samples.append(busy)
+
+    def threads(self) -> int:
+        """Sample once, then ``clip(cpus - median busy, 1, max_threads)``."""
+        self.sample()
+        if not self._samples:
+            return self.max_threads
+        ordered = sorted(self._samples)
+        busy = ordered[(len(ordered) - 1) // 2]  # lower median
+        return int(min(self.max_threads, max(1, self._cpus - busy)))
+
+
+@contextlib.contextmanager
+def limit_blas_threads(max_threads: int | None = None) -> Iterator[int]:
+    """Limit the BLAS thread pools (OpenBLAS, MKL, ...) to the free CPUs.
+
+    For one long NumPy/SciPy computation (an eigen-decomposition, a large matrix
+    product) on a machine that other processes keep busy; the previous limits
+    are restored on exit.
+
+    Parameters
+    ----------
+    max_threads : int, optional
+        Upper bound; defaults to the CPUs available to this process.
+
+    Yields
+    ------
+    n_threads : int
+        The number of BLAS threads inside the context.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ood.utils._threads import limit_blas_threads
+    >>> with limit_blas_threads() as n:
+    ...     _ = np.linalg.eigh(np.eye(3))
+    >>> n >= 1
+    True
+    """
+    cap = available_cpus() if max_threads is None else max_threads
+    budget = ThreadBudget(cap, window=3)
+    for _ in range(2):
+        budget.sample()
+    n_threads = budget.threads()
+    with threadpool_limits(limits=n_threads, user_api="blas"):
+        yield n_threads
+
+
+@contextlib.contextmanager
+def adaptive_threads(mode, get_threads, set_threads) -> Iterator:
+    """Set a library's thread count per step of a loop; restore it on exit.
+
+    Parameters
+    ----------
+    mode : "auto", int or None
+        ``"auto"``: before each step, ``ThreadBudget(get_threads()).threads()``;
+        an int: that many threads; None: leave the setting alone.
+    get_threads, set_threads : callable
+        The library's getter and setter (e.g. ``torch.get_num_threads`` and
+        ``torch.set_num_threads``).
+
+    Yields
+    ------
+    adjust : callable
+        Call it before each step; it changes the setting only when the
+        decision changes.
+
+    Examples
+    --------
+    >>> from sklearn_ood.utils._threads import adaptive_threads
+    >>> setting = {"n": 4}
+    >>> with adaptive_threads(1, lambda: setting["n"], lambda n: setting.update(n=n)) as adjust:
+    ...     adjust()
+    ...     inside = setting["n"]
+    >>> inside, setting["n"]
+    (1, 4)
+    """  # noqa: E501
+    previous = get_threads()
+    current = [previous]
+    budget = ThreadBudget(previous) if mode == "auto" else None
+
+    def adjust() -> None:
+        if mode is None:
+            return
+        n = budget.threads() if budget is not None else int(mode)
+        if n != current[0]:
+            set_threads(n)
+            current[0] = n
+
+    try:
+        yield adjust
+    finally:
+        if current[0] != previous:
+            set_threads(previous)
