@@ -11,6 +11,7 @@ from sklearn.pipeline import Pipeline
 from ._feature_extraction import TorchFeatureExtractor
 from ._mahalanobis import MahalanobisDetector
 from ._neighbors import KNNDetector
+from .backbones import DEFAULT_IMAGE_SIZE
 from .base import AUTO_CONTAMINATION
 from .datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, one_vs_rest_split
 from .metrics import auroc, ood_report
@@ -22,6 +23,7 @@ def run_demo(args) -> int:
     """Run ``sklearn-ood demo`` with the parsed arguments ``args``; return 0."""
     t_start = time.perf_counter()
     rng = np.random.RandomState(args.random_state)
+    size = "auto" if args.image_size is None else args.image_size
     X_train_all, y_train_all = load_fashion_mnist(subset="train")
     X_test, y_test = load_fashion_mnist(subset="test")
     # A class-stratified sample so that the demo runs in minutes on a CPU.
@@ -36,7 +38,8 @@ def run_demo(args) -> int:
     X_test, y_test = X_test[test_idx], y_test[test_idx]
     print(
         f"Fashion-MNIST one-vs-rest, {args.n_test} test images (all classes), "
-        f"EfficientNet-Lite0 (ImageNet) features at {args.image_size} px.\n"
+        f"EfficientNet-Lite0 (ImageNet) features at "
+        f"{DEFAULT_IMAGE_SIZE if size == 'auto' else size} px.\n"
     )
 
     # 1. The canonical pipeline, end to end, for one normal class, fitted on
@@ -57,7 +60,7 @@ def run_demo(args) -> int:
                 "feat",
                 TorchFeatureExtractor(
                     "efficientnet_lite0",
-                    image_size=args.image_size,
+                    image_size=size,
                     batch_size=args.batch_size,
                     verbose=args.verbose,
                 ),

@@ -173,6 +173,10 @@ def _image_paths(source: str, recursive: bool) -> list[str]:
     raise _CLIError(f"'{source}' is neither a folder, an image file nor a file list.")
 
 
+def _size_text(size) -> str:
+    return "their own size" if size is None else f"{size[0]}x{size[1]} px"
+
+
 def _input_geometry(extractor) -> tuple[tuple[int, int] | None, str]:
     """File loading size (None: as they are) and mode that suit an extractor."""
     pre = extractor.preprocessing_
@@ -331,13 +335,13 @@ def _fit(args) -> int:
     with _AtomicOutput(args.model, "model file") as output:
         extractor = TorchFeatureExtractor(
             args.backbone,
-            image_size=args.image_size,
+            image_size="auto" if args.image_size is None else args.image_size,
             batch_size=args.batch_size,
             device=args.device,
         )
         # fit learns nothing from the pixels (it builds the network and
         # resolves the pre-processing): one blank image gives the loading size.
-        extractor.fit(np.zeros((1, args.image_size, args.image_size, 3), np.uint8))
+        extractor.fit(np.zeros((1, 8, 8, 3), np.uint8))
         size, mode = _input_geometry(extractor)
         batches = _image_batches(paths, size, mode, _CHUNK_BATCHES * args.batch_size)
         failed: list[tuple[str, str]] = []
@@ -367,7 +371,8 @@ def _fit(args) -> int:
         output.commit()
     print(
         f"Fitted {type(detector).__name__} on {len(features)} images "
-        f"({features.shape[1]} {args.backbone} features at {args.image_size} px) "
+        f"({features.shape[1]} {args.backbone} features at "
+        f"{_size_text(extractor.preprocessing_['image_size'])}) "
         f"in {time.perf_counter() - t_start:.1f} s; saved to '{args.model}'.",
         file=sys.stderr,
     )
@@ -578,7 +583,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--n-test", type=_positive_int, default=2000, help="test images")
     demo.add_argument(
-        "--image-size", type=_positive_int, default=64, help="input pixels"
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        help="network input size in pixels (default: the backbone's, 112)",
     )
     demo.add_argument("--batch-size", type=_positive_int, default=64)
     demo.add_argument("--normal-class", type=int, default=0, choices=range(10))
@@ -612,8 +620,9 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--image-size",
         type=_positive_int,
-        default=64,
-        help="network input size in pixels (default: %(default)s)",
+        default=None,
+        help="network input size in pixels (default: the backbone's own, 112 for "
+        "efficientnet_lite0, the same as TorchFeatureExtractor in Python)",
     )
     fit.add_argument(
         "--detector",
