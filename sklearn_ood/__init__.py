@@ -12,7 +12,7 @@ from ._geometric import DirichletTransformDetector
 from ._mahalanobis import MahalanobisDetector
 from ._metric_learning import MetricLearningDetector
 from ._neighbors import KNNDetector
-from ._preprocessing import InputPreprocessingDetector, fgsm
+from ._preprocessing import InputPreprocessingDetector
 from .base import AUTO_CONTAMINATION
 
 __version__ = "0.1.0.dev0"
@@ -28,5 +28,4 @@ __all__ = [
     "MetricLearningDetector",
     "TorchFeatureExtractor",
     "__version__",
-    "fgsm",
 ]
