@@ -23,6 +23,7 @@ does.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, get_tags, indexable
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from .base import OutlierContractMixin
+from .base import CalibrationWarning, OutlierContractMixin
 from .utils._labels import split_outlier_labels
 
 __all__ = ["Featurized", "MetaDetector", "featurize", "fit_rows", "join"]
@@ -82,11 +83,18 @@ def join(prefix: Pipeline | None, tail):
 
 
 def fit_rows(detector, X, y, rows):
-    """Fit ``detector`` on the rows ``rows`` of ``X`` (and of ``y`` when given)."""
+    """Fit ``detector`` on the rows ``rows`` of ``X`` (and of ``y`` when given).
+
+    The wrapper sets its own threshold, so the detector's own ``offset_`` does
+    not matter: its :class:`~sklearn_ood.base.CalibrationWarning` (too few rows
+    for its ``contamination``) is silenced.
+    """
     X_rows = _safe_indexing(X, rows)
-    if y is None:
-        return detector.fit(X_rows)
-    return detector.fit(X_rows, _safe_indexing(y, rows))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=CalibrationWarning)
+        if y is None:
+            return detector.fit(X_rows)
+        return detector.fit(X_rows, _safe_indexing(y, rows))
 
 
 class MetaDetector(OutlierContractMixin, BaseEstimator):
@@ -154,10 +162,6 @@ class MetaDetector(OutlierContractMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
-
-    def _fit_predict_flags(self, scores) -> np.ndarray:
-        # Wrappers without ``contamination``: the rows below the threshold.
-        return np.asarray(scores, dtype=np.float64) < self.offset_
 
     def _store_calibration(self, scores, rows=None) -> None:
         """Store calibration scores (validated finite) without setting ``offset_``."""

@@ -139,8 +139,16 @@ def _metric_at(scores, is_in, threshold, scoring):
     return float(2.0 * tp / denom) if denom else 0.0
 
 
+class _ThresholdDetector(MetaDetector):
+    """A wrapper whose ``offset_`` is a threshold, not set by ``contamination``."""
+
+    def _fit_predict_flags(self, scores) -> np.ndarray:
+        # fit_predict flags the training rows scoring below the threshold.
+        return np.asarray(scores, dtype=np.float64) < self.offset_
+
+
 # ------------------------------------------------------------------- fixed
-class FixedThresholdDetector(MetaDetector):
+class FixedThresholdDetector(_ThresholdDetector):
     """Detector with a threshold set by value or by a target share of inliers.
 
     Fits a clone of ``detector`` and sets ``offset_`` on its score scale:
@@ -259,7 +267,7 @@ class FixedThresholdDetector(MetaDetector):
 
 
 # ------------------------------------------------------------------- tuned
-class TunedThresholdDetectorCV(MetaDetector):
+class TunedThresholdDetectorCV(_ThresholdDetector):
     """Detector whose threshold is tuned on out-of-fold scores.
 
     Clones of ``detector`` are fitted on the in-distribution rows of the

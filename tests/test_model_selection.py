@@ -7,7 +7,6 @@ metrics, and explicit leave-one-out refits.
 
 import numpy as np
 import pytest
-import torch
 from sklearn.base import clone
 from sklearn.covariance import EmpiricalCovariance
 from sklearn.metrics import balanced_accuracy_score, f1_score, matthews_corrcoef
@@ -22,13 +21,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_ood import KNNDetector, MahalanobisDetector, TorchFeatureExtractor
+from sklearn_ood import KNNDetector, MahalanobisDetector
 from sklearn_ood.metrics import auroc, tnr_at_95_tpr_scorer, tnr_at_tpr
 from sklearn_ood.model_selection import (
     FixedThresholdDetector,
     TunedThresholdDetectorCV,
 )
 from tests._calibration import conformal_threshold
+from tests._counting import CountingNet, FrozenExtractor, LearningExtractor, images
 
 
 def _inliers(seed=0, n=120, d=3):
@@ -320,68 +320,35 @@ def test_tuned_contract_from_the_mixin():
 
 
 # ------------------------------------------- features once for image Pipelines
-class _CountingNet(torch.nn.Module):
-    """A tiny convolutional net counting the images it sees (class attribute:
-    the extractor works on a copy of the module)."""
-
-    rows = 0
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 4, 3)
-        gen = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for p in self.conv.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen))
-
-    def forward(self, x):
-        type(self).rows += x.shape[0]
-        return torch.relu(self.conv(x)).mean(dim=(2, 3))
-
-
-class _FrozenExtractor(TorchFeatureExtractor):
-    # What TorchFeatureExtractor declares: fit builds the network and learns
-    # nothing from X. Declared here too so the test runs on any branch.
-    fit_learns_from_data = False
-
-
-class _LearningExtractor(TorchFeatureExtractor):
-    fit_learns_from_data = True
-
-
-def _images(n, seed):
-    return np.random.RandomState(seed).randint(0, 256, size=(n, 8, 8), dtype=np.uint8)
-
-
 def test_tuning_an_image_pipeline_extracts_features_once():
-    X = _images(60, seed=0)
-    _CountingNet.rows = 0
-    probe = _FrozenExtractor(_CountingNet(), device="cpu").fit(X)
-    fit_rows = _CountingNet.rows  # images fit() runs (a probe of the network)
+    X = images(60, seed=0)
+    CountingNet.rows = 0
+    probe = FrozenExtractor(CountingNet(), device="cpu").fit(X)
+    fit_rows = CountingNet.rows  # images fit() runs (a probe of the network)
     F = probe.transform(X)
     det = MahalanobisDetector(covariance="ledoit_wolf")
 
-    _CountingNet.rows = 0
-    pipe = make_pipeline(_FrozenExtractor(_CountingNet(), device="cpu"), det)
+    CountingNet.rows = 0
+    pipe = make_pipeline(FrozenExtractor(CountingNet(), device="cpu"), det)
     tuned = TunedThresholdDetectorCV(pipe, target_tpr=0.9, random_state=0).fit(X)
-    assert _CountingNet.rows == fit_rows + len(X)  # one pass over X, not 6
+    assert CountingNet.rows == fit_rows + len(X)  # one pass over X, not 6
     # the same threshold and scores as tuning the detector on the features
     ref = TunedThresholdDetectorCV(det, target_tpr=0.9, random_state=0).fit(F)
     np.testing.assert_allclose(tuned.oof_scores_, ref.oof_scores_)
     assert tuned.offset_ == ref.offset_
-    X_new = _images(7, seed=1)
+    X_new = images(7, seed=1)
     np.testing.assert_allclose(
         tuned.score_samples(X_new), ref.score_samples(probe.transform(X_new))
     )
     assert isinstance(tuned.estimator_, Pipeline) and len(tuned.estimator_) == 2
 
     # a step whose fit learns from the data is refitted on every fold
-    _CountingNet.rows = 0
-    learning = make_pipeline(_LearningExtractor(_CountingNet(), device="cpu"), det)
+    CountingNet.rows = 0
+    learning = make_pipeline(LearningExtractor(CountingNet(), device="cpu"), det)
     TunedThresholdDetectorCV(learning, target_tpr=0.9, random_state=0).fit(X)
     # 5 folds (fit + transform of the training part, score of the test part)
     # and the refit (fit + transform of all rows)
-    assert _CountingNet.rows == 6 * (fit_rows + len(X))
+    assert CountingNet.rows == 6 * (fit_rows + len(X))
 
 
 # ------------------------------------------------------ estimator checks
