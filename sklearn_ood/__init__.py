@@ -6,6 +6,7 @@ Every detector follows scikit-learn's outlier contract (see
 """
 
 from ._center_loss import CenterLossDetector
+from ._combiners import NonNegativeLogisticRegression, lee_logistic_regression
 from ._ensemble import LayerEnsembleDetector
 from ._feature_extraction import TorchFeatureExtractor
 from ._geometric import DirichletTransformDetector
@@ -26,6 +27,8 @@ __all__ = [
     "LayerEnsembleDetector",
     "MahalanobisDetector",
     "MetricLearningDetector",
+    "NonNegativeLogisticRegression",
     "TorchFeatureExtractor",
     "__version__",
+    "lee_logistic_regression",
 ]

@@ -554,7 +554,7 @@ default=None
     def _score(self, X):
         S = self._group_scores(self._detectors(), self._cols, X)
         if isinstance(self.detector_, LayerEnsembleDetector):
-            return self.detector_._combine(S)
+            return self.detector_.combine(S)
         return S[:, 0]
 
     def layer_scores(self, X) -> np.ndarray:
