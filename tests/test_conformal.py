@@ -10,6 +10,12 @@
   three standard errors. The seeds are fixed, so a run is deterministic.
 - Benjamini-Hochberg is compared with ``scipy.stats.false_discovery_control``
   and with an exact computation in fractions; its FDR by simulation.
+
+Tolerances: p-values are counts over the same float scores, compared exactly
+(``assert_allclose``'s default 1e-7 only absorbs the division). Scores
+compared without a stated tolerance come from the same computation on the same
+rows in the same order (equal on one machine; numpy's default rtol of 1e-7 is
+far above the ~1e-15 variation of a threaded BLAS reduction).
 """
 
 from fractions import Fraction
@@ -99,6 +105,8 @@ def test_outlier_rows_are_passed_on_and_never_calibrate():
     fit, cal = _manual_split(X, 5, 40)
     rows = np.r_[fit, np.arange(80, 100)]  # the -1 rows train the combiner
     ref = clone(ens).fit(X_all[rows], y[rows])
+    # same fits on the same rows in the same order: equal up to threaded BLAS
+    # reductions (~1e-15 relative)
     np.testing.assert_allclose(
         det.calibration_scores_, ref.score_samples(X[cal]), rtol=1e-12
     )
