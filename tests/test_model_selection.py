@@ -461,3 +461,20 @@ def test_randomized_search_knn_matches_manual_loop():
     best = max(manual.values())
     assert manual[search.best_params_["n_neighbors"]] == best
     assert search.best_score_ == pytest.approx(max(manual.values()))
+
+
+def test_fixed_around_a_held_out_calibration():
+    # The wrapped detector calibrates on a held-out share (here split
+    # conformal): its calibration scores belong to some rows only, so
+    # fit_predict ranks every row by its score.
+    from sklearn_ood.conformal import ConformalDetector
+
+    X = _inliers(seed=6, n=90)
+    inner = ConformalDetector(KNNDetector(), random_state=0)
+    det = FixedThresholdDetector(inner, threshold=-1.0)
+    labels = det.fit_predict(X)
+    ref = clone(inner).fit(X)
+    np.testing.assert_array_equal(det.calibration_scores_, ref.calibration_scores_)
+    np.testing.assert_array_equal(labels == -1, ref.score_samples(X) < -1.0)
+    X_new = _inliers(seed=7, n=20)
+    np.testing.assert_allclose(det.p_values(X_new), ref.p_values(X_new))
