@@ -29,6 +29,12 @@ The ``(adv.)`` rows validate on FGSM images (eps 0.05, the misclassified
 ones) of in-distribution test images instead of real OOD images (Lee et al.'s
 "validation on adversarial samples") and are tested on every OOD set.
 
+Combiners: Lee et al.'s unconstrained logistic regression
+(``combiner="logistic"``), and the non-negative one
+(``combiner="nonnegative_logistic"``, rows marked ``non-neg.``), which cannot
+give a layer a negative weight; with a proxy for OOD data (the ``(adv.)``
+rows) the unconstrained one inverts the ranking of MNIST.
+
 Usage::
 
     python benchmarks/bench_lee_ensemble.py [--n-train 20000] [--epochs 5] \\
@@ -52,7 +58,8 @@ from threadpoolctl import threadpool_limits
 
 from sklearn_ood import MahalanobisDetector, TorchFeatureExtractor
 from sklearn_ood._ensemble import LayerEnsembleDetector
-from sklearn_ood._preprocessing import InputPreprocessingDetector, fgsm
+from sklearn_ood._preprocessing import InputPreprocessingDetector
+from sklearn_ood.adversarial import fgsm
 from sklearn_ood.datasets import (
     gaussian_noise_images,
     load_fashion_mnist,
@@ -63,6 +70,16 @@ from sklearn_ood.nn import LeNet, predict_batches, train_module
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
 IN_CLASSES = (0, 1, 2, 3, 4, 5)  # T-shirt, trouser, pullover, dress, coat, sandal
+ADV = "FGSM (adv. validation)"
+COMBINERS = {"logistic": [], "nonnegative_logistic": ["non-neg."]}
+
+
+def variant(name, val, combiner):
+    """Row name: ``name`` plus "(adv.)" / "(non-neg.)" tags."""
+    parts = (["adv."] if val == ADV else []) + COMBINERS[combiner]
+    return name + (f" ({', '.join(parts)})" if parts else "")
+
+
 EPSILONS = [0.0, 0.0005, 0.001, 0.002, 0.005, 0.01]
 N_VAL = 500  # per validation block (Lee et al.)
 
@@ -167,7 +184,7 @@ def run(args):
 
     adv_lr, adv_sel = adv(in_lr, y_lr), adv(in_sel, y_sel)
     log(f"FGSM: {len(adv_lr)} + {len(adv_sel)} misclassified adversarial images")
-    blocks["FGSM (adv. validation)"] = (adv_lr, adv_sel, None)
+    blocks[ADV] = (adv_lr, adv_sel, None)
 
     ext_all = TorchFeatureExtractor(net, layers=LAYERS, device="cpu", batch_size=500)
     ext_last = TorchFeatureExtractor(net, layers=["fc2"], device="cpu", batch_size=500)
@@ -189,18 +206,21 @@ def run(args):
             rows.append((mode, "plain", k, "-", *metrics(s_in, s_out)))
         # ---------------------------------------------------- +ensemble
         for val in blocks:
-            ens = LayerEnsembleDetector(
-                MahalanobisDetector(mode=mode),
-                feature_groups=ext_all.feature_groups_,
-                random_state=0,
-            )
-            F_lr = feats[val][0]
-            ens.fit(np.r_[feats["fit"], F_lr], np.r_[y_fit, -np.ones(len(F_lr), int)])
-            s_in = ens.score_samples(feats["in_test"])
-            for k in tests if val.startswith("FGSM") else [val]:
-                s_out = ens.score_samples(feats[k][2])
-                name = "+ensemble" + (" (adv.)" if val.startswith("FGSM") else "")
-                rows.append((mode, name, k, "-", *metrics(s_in, s_out)))
+            for combiner in COMBINERS:
+                ens = LayerEnsembleDetector(
+                    MahalanobisDetector(mode=mode),
+                    feature_groups=ext_all.feature_groups_,
+                    combiner=combiner,
+                    random_state=0,
+                )
+                F_lr = feats[val][0]
+                y_lr_all = np.r_[y_fit, -np.ones(len(F_lr), int)]
+                ens.fit(np.r_[feats["fit"], F_lr], y_lr_all)
+                s_in = ens.score_samples(feats["in_test"])
+                for k in tests if val == ADV else [val]:
+                    s_out = ens.score_samples(feats[k][2])
+                    name = variant("+ensemble", val, combiner)
+                    rows.append((mode, name, k, "-", *metrics(s_in, s_out)))
         log(f"{mode}: plain and +ensemble done")
 
         # ------------------------------------------------ +pre-processing
@@ -221,14 +241,20 @@ def run(args):
 
         # ------------------------------------------------------- +both
         sel, test = {}, {}
+        # (validation block, combiner): real OOD sets with Lee's combiner, the
+        # FGSM proxy with both combiners
+        variants = [(v, "logistic") for v in blocks]
+        variants.append((ADV, "nonnegative_logistic"))
         for eps in EPSILONS:
             fitted = {}
-            for val in blocks:
+            for val, combiner in variants:
                 X_lr = blocks[val][0]
-                fitted[val] = InputPreprocessingDetector(
+                fitted[val, combiner] = InputPreprocessingDetector(
                     ext_all,
                     LayerEnsembleDetector(
-                        MahalanobisDetector(mode=mode), random_state=0
+                        MahalanobisDetector(mode=mode),
+                        combiner=combiner,
+                        random_state=0,
                     ),
                     epsilon=eps,
                 ).fit(np.r_[X_fit, X_lr], np.r_[y_fit, -np.ones(len(X_lr), int)])
@@ -246,22 +272,25 @@ def run(args):
                 L[k, "sel"] = first.layer_scores(blocks[k][1])
                 if blocks[k][2] is not None:
                     L[k, "test"] = first.layer_scores(blocks[k][2])
-            for val, det in fitted.items():
-                comb = det.detector_.combiner_.decision_function
+            for (val, combiner), det in fitted.items():
+                comb = det.detector_.combine
                 s_sel_in, s_test_in = comb(L["in_sel"]), comb(L["in_test"])
-                sel[val, eps] = metrics(s_sel_in, comb(L[val, "sel"]))[0]
-                for k in tests if val.startswith("FGSM") else [val]:
-                    test[val, k, eps] = metrics(s_test_in, comb(L[k, "test"]))
+                key = val, combiner
+                sel[key, eps] = metrics(s_sel_in, comb(L[val, "sel"]))[0]
+                for k in tests if val == ADV else [val]:
+                    test[key, k, eps] = metrics(s_test_in, comb(L[k, "test"]))
             log(f"{mode}: +both eps={eps} done")
-        for val in blocks:
-            best = max(EPSILONS, key=lambda e, v=val: sel[v, e])
-            name = "+both" + (" (adv.)" if val.startswith("FGSM") else "")
-            for k in tests if val.startswith("FGSM") else [val]:
-                rows.append((mode, name, k, best, *test[val, k, best]))
+        for val, combiner in variants:
+            key = val, combiner
+            best = max(EPSILONS, key=lambda e, key=key: sel[key, e])
+            name = variant("+both", val, combiner)
+            for k in tests if val == ADV else [val]:
+                rows.append((mode, name, k, best, *test[key, k, best]))
 
     # -------------------------------------------------------------- report
-    order_names = ["plain", "+ensemble", "+pre-processing", "+both"]
-    order_names += ["+ensemble (adv.)", "+both (adv.)"]
+    order_names = ["plain", "+ensemble", "+ensemble (non-neg.)", "+pre-processing"]
+    order_names += ["+both", "+ensemble (adv.)", "+ensemble (adv., non-neg.)"]
+    order_names += ["+both (adv.)", "+both (adv., non-neg.)"]
     rows.sort(key=lambda r: (r[2], r[0] != "tied", order_names.index(r[1])))
     header = (
         "| OOD | Mahalanobis | variant | epsilon | TNR@95 | AUROC | det. acc. |\n"

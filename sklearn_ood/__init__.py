@@ -6,13 +6,14 @@ Every detector follows scikit-learn's outlier contract (see
 """
 
 from ._center_loss import CenterLossDetector
+from ._combiners import NonNegativeLogisticRegression, lee_logistic_regression
 from ._ensemble import LayerEnsembleDetector
 from ._feature_extraction import TorchFeatureExtractor
 from ._geometric import DirichletTransformDetector
 from ._mahalanobis import MahalanobisDetector
 from ._metric_learning import MetricLearningDetector
 from ._neighbors import KNNDetector
-from ._preprocessing import InputPreprocessingDetector, fgsm
+from ._preprocessing import InputPreprocessingDetector
 from .base import AUTO_CONTAMINATION
 
 __version__ = "0.1.0.dev0"
@@ -26,7 +27,8 @@ __all__ = [
     "LayerEnsembleDetector",
     "MahalanobisDetector",
     "MetricLearningDetector",
+    "NonNegativeLogisticRegression",
     "TorchFeatureExtractor",
     "__version__",
-    "fgsm",
+    "lee_logistic_regression",
 ]

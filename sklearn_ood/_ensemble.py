@@ -2,57 +2,31 @@
 
 One clone of a detector per group of feature columns (per network layer), and
 a combiner of the per-layer scores: a logistic regression trained on known OOD
-samples, or an unsupervised mean of standardised scores.
+samples (unconstrained, as Lee et al., or with non-negative weights, for OOD
+proxies such as adversarial images), or an unsupervised mean of standardised
+scores.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
 from numbers import Integral
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
+from ._combiners import NonNegativeLogisticRegression, lee_logistic_regression
 from ._mahalanobis import MahalanobisDetector
 from .base import BaseDetector
+from .utils._labels import split_outlier_labels
 
-__all__ = ["LayerEnsembleDetector", "lee_logistic_regression"]
+__all__ = ["LayerEnsembleDetector"]
 
 _NAME_RE = re.compile(r"^(?P<group>.+)__[^_].*$")
-
-
-def lee_logistic_regression() -> LogisticRegressionCV:
-    """The combiner of Lee et al. (2018): ``LogisticRegressionCV`` defaults.
-
-    L2 penalty, ``Cs=10`` values log-spaced in ``[1e-4, 1e4]``, lbfgs and
-    accuracy as the selection score, which were scikit-learn's defaults in
-    the authors' code. Parameters whose defaults change in recent scikit-learn
-    versions are set explicitly to those values (no ``FutureWarning``).
-
-    Returns
-    -------
-    model : LogisticRegressionCV
-        An unfitted model.
-
-    Examples
-    --------
-    >>> from sklearn_ood._ensemble import lee_logistic_regression
-    >>> lee_logistic_regression().Cs
-    10
-    """
-    params = inspect.signature(LogisticRegressionCV).parameters
-    kwargs = {"scoring": "accuracy"}
-    if params.get("l1_ratios") is not None and params["l1_ratios"].default == "warn":
-        kwargs["l1_ratios"] = (0.0,)
-    if "use_legacy_attributes" in params:
-        kwargs["use_legacy_attributes"] = False
-    return LogisticRegressionCV(**kwargs)
 
 
 def _as_columns(value, n_features: int, name: str):
@@ -135,15 +109,25 @@ class LayerEnsembleDetector(BaseDetector):
           Pipeline with ``set_output(transform="pandas")``), one group per
           prefix, in order of first appearance;
         - otherwise one group of all columns.
-    combiner : {"auto", "logistic", "mean_standardized"} or classifier, \
-default="auto"
-        How per-layer scores become one score.
+    combiner : {"auto", "logistic", "nonnegative_logistic", \
+"mean_standardized"} or classifier, default="auto"
+        How per-layer scores become one score (see :meth:`combine`).
 
         - ``"logistic"``: Lee et al.'s logistic regression
-          (:func:`lee_logistic_regression`) on the per-layer scores, trained
-          with the in-distribution rows as class 1 and the rows labelled
-          ``-1`` as class 0; the score is its ``decision_function``, the
-          log-odds of in-distribution. Needs rows with ``y == -1``.
+          (:func:`~sklearn_ood.lee_logistic_regression`) on the per-layer
+          scores, trained with the in-distribution rows as class 1 and the
+          rows labelled ``-1`` as class 0; the score is its
+          ``decision_function``, the log-odds of in-distribution. Needs rows
+          with ``y == -1``.
+        - ``"nonnegative_logistic"``: the same with non-negative weights
+          (:class:`~sklearn_ood.NonNegativeLogisticRegression`, ``C=1`` on
+          standardised scores): the combined score never decreases when a
+          layer's score increases. Use it when the ``-1`` rows are a proxy
+          for OOD data (e.g. :func:`~sklearn_ood.adversarial.fgsm` images):
+          an unconstrained combiner may give a layer a negative weight that
+          inverts the ranking of real OOD data (measured in
+          ``benchmarks/bench_lee_ensemble.py``, FGSM validation, tied: AUROC
+          20% against MNIST unconstrained, 98% non-negative).
         - ``"mean_standardized"``: the mean over layers of
           ``(s_l - mean_l) / std_l``, with the mean and standard deviation of
           the out-of-fold per-layer scores of the in-distribution training
@@ -152,7 +136,8 @@ default="auto"
           ``"mean_standardized"``.
         - a classifier (cloned): trained like ``"logistic"``; its
           ``decision_function`` (or the log-odds of ``predict_proba``) is the
-          score, e.g. ``make_pipeline(StandardScaler(), LogisticRegressionCV())``.
+          score, e.g. ``make_pipeline(StandardScaler(), LogisticRegressionCV())``
+          or ``NonNegativeLogisticRegression(C=0.1)``.
     cv : int, cross-validation generator or iterable, default=5
         Folds of the in-distribution rows for their out-of-fold per-layer
         scores. An int is ``StratifiedKFold(cv, shuffle=True)`` on the class
@@ -173,6 +158,9 @@ default="auto"
         The resolved column groups, in the order of ``detectors_``.
     combiner_ : estimator or None
         The fitted combiner classifier; None for ``"mean_standardized"``.
+    calibration_scores_ : ndarray of shape (n_inliers,)
+        The combined out-of-fold per-layer scores of the in-distribution
+        training rows (``combine`` of them).
     layer_mean_, layer_scale_ : ndarray of shape (n_groups,)
         Mean and standard deviation (1 where it is 0) of the out-of-fold
         per-layer scores of the in-distribution training rows.
@@ -186,6 +174,7 @@ default="auto"
     See Also
     --------
     InputPreprocessingDetector : Per-layer input pre-processing before scoring.
+    NonNegativeLogisticRegression : The combiner for proxy OOD samples.
     sklearn_ood.model_selection.TunedThresholdDetectorCV : Threshold selection.
 
     Notes
@@ -201,6 +190,12 @@ default="auto"
     in-distribution rows, so with few ``-1`` rows the classes are unbalanced
     (pass a classifier with ``class_weight="balanced"`` to reweight them).
 
+    Extension point: composites that score the layers their own way (e.g.
+    :class:`~sklearn_ood.InputPreprocessingDetector`, which moves each input
+    with its layer's gradient before scoring) pass ``layer_scorer`` to
+    :meth:`fit`, which then uses it for every per-layer score it trains on,
+    and combine their own per-layer scores of new data with :meth:`combine`.
+
     References
     ----------
     .. [1] K. Lee, K. Lee, H. Lee, J. Shin. "A Simple Unified Framework for
@@ -210,8 +205,7 @@ default="auto"
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_ood import MahalanobisDetector
-    >>> from sklearn_ood._ensemble import LayerEnsembleDetector
+    >>> from sklearn_ood import LayerEnsembleDetector, MahalanobisDetector
     >>> rng = np.random.RandomState(0)
     >>> X = rng.normal(size=(200, 4))
     >>> X_ood = rng.normal(3.0, size=(40, 4))
@@ -231,7 +225,9 @@ default="auto"
         "detector": [HasMethods(["fit", "score_samples"]), None],
         "feature_groups": [StrOptions({"auto"}), dict, list],
         "combiner": [
-            StrOptions({"auto", "logistic", "mean_standardized"}),
+            StrOptions(
+                {"auto", "logistic", "nonnegative_logistic", "mean_standardized"}
+            ),
             HasMethods(["fit"]),
         ],
         "cv": ["cv_object"],
@@ -293,9 +289,9 @@ default="auto"
         if isinstance(kind, str):
             if kind == "auto":
                 return "logistic" if has_outliers else "mean_standardized"
-            if kind == "logistic" and not has_outliers:
+            if kind != "mean_standardized" and not has_outliers:
                 raise ValueError(
-                    "LayerEnsembleDetector(combiner='logistic') needs known OOD "
+                    f"LayerEnsembleDetector(combiner={kind!r}) needs known OOD "
                     "samples to train the combiner: pass y with -1 for them, or use "
                     "combiner='mean_standardized'."
                 )
@@ -308,8 +304,70 @@ default="auto"
         return "classifier"
 
     # --------------------------------------------------------------- fit
+    def fit(self, X, y=None, *, layer_scorer=None):
+        """Fit the per-layer detectors and the combiner; calibrate ``offset_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training features (in-distribution rows, plus known OOD rows where
+            ``y == -1``).
+        y : array-like of shape (n_samples,), default=None
+            Class labels, passed to the per-layer detectors; ``-1`` marks a
+            known OOD row, used only to train the combiner.
+        layer_scorer : callable or None, default=None
+            The extension point for composites that score the layers their
+            own way. ``layer_scorer(detectors, feature_groups, rows)`` returns
+            the per-layer scores, shape ``(len(rows), n_groups)``, of the rows
+            ``rows`` of ``X`` (indices into ``X`` as given here) by the list
+            of fitted per-layer ``detectors`` (column ``l`` by
+            ``detectors[l]``, fitted on the columns ``feature_groups[name_l]``
+            of the fitting rows). It scores the out-of-fold rows and the
+            ``-1`` rows that train the combiner; None scores the columns of
+            ``X``. It is not stored: ``score_samples`` scores the columns;
+            the composite combines its own per-layer scores with
+            :meth:`combine`.
+
+        Returns
+        -------
+        self : LayerEnsembleDetector
+            The fitted detector.
+        """
+        if layer_scorer is not None and not callable(layer_scorer):
+            raise TypeError(
+                "The 'layer_scorer' argument of LayerEnsembleDetector.fit must be "
+                f"a callable or None. Got {layer_scorer!r} instead."
+            )
+        if layer_scorer is None:
+            return super().fit(X, y)
+        _, is_out = split_outlier_labels(y, _num_samples(X))
+        self._layer_scorer = (layer_scorer, np.flatnonzero(~is_out), is_out)
+        try:
+            return super().fit(X, y)
+        finally:
+            del self._layer_scorer
+
     def _fit(self, X, y, X_outliers):
-        return self._fit_groups(X, y, X_outliers)
+        scorer = getattr(self, "_layer_scorer", None)
+        if scorer is None:
+            return self._fit_groups(X, y, X_outliers)
+        layer_scorer, inliers, is_out = scorer
+        rows_of = {"in": inliers, "out": np.flatnonzero(is_out)}
+
+        def score_fn(detectors, rows, which):
+            idx = rows_of[which][rows]
+            S = np.asarray(
+                layer_scorer(detectors, dict(self.feature_groups_), idx),
+                dtype=np.float64,
+            )
+            if S.shape != (idx.size, len(detectors)):
+                raise ValueError(
+                    f"layer_scorer returned per-layer scores of shape {S.shape}; "
+                    f"expected {(idx.size, len(detectors))}."
+                )
+            return S
+
+        return self._fit_groups(X, y, X_outliers, score_fn=score_fn)
 
     def _fit_groups(self, X, y, X_outliers, score_fn=None):
         """Fit per-group detectors and the combiner; return OOF combined scores.
@@ -341,11 +399,11 @@ default="auto"
             return out
 
         n_in = X.shape[0]
+        self.feature_groups_ = dict(zip(names, cols))
         oof = np.empty((n_in, len(cols)), dtype=np.float64)
         for train, test in _inlier_folds(self.cv, self.random_state, n_in, y):
             oof[test] = score_fn(fit_all(train), test, "in")
         self.detectors_ = fit_all(np.arange(n_in))
-        self.feature_groups_ = dict(zip(names, cols))
         mean = oof.mean(axis=0)
         scale = oof.std(axis=0)
         scale[~(scale > 0)] = 1.0
@@ -354,15 +412,16 @@ default="auto"
             self.combiner_ = None
         else:
             out = score_fn(self.detectors_, np.arange(X_outliers.shape[0]), "out")
-            combiner = (
-                lee_logistic_regression()
-                if kind == "logistic"
-                else clone(self.combiner)
-            )
+            if kind == "logistic":
+                combiner = lee_logistic_regression()
+            elif kind == "nonnegative_logistic":
+                combiner = NonNegativeLogisticRegression()
+            else:
+                combiner = clone(self.combiner)
             S = np.vstack([oof, out])
             labels = np.r_[np.ones(n_in, dtype=int), np.zeros(out.shape[0], dtype=int)]
             self.combiner_ = combiner.fit(S, labels)
-        return self._combine(oof)
+        return self.combine(oof)
 
     # ------------------------------------------------------------ scoring
     @staticmethod
@@ -374,7 +433,32 @@ default="auto"
             ]
         )
 
-    def _combine(self, S) -> np.ndarray:
+    def combine(self, S) -> np.ndarray:
+        """Combine per-layer scores into one score, higher = more normal.
+
+        The extension point for composites that compute the per-layer scores
+        their own way: ``score_samples(X)`` is ``combine(layer_scores(X))``.
+
+        Parameters
+        ----------
+        S : array-like of shape (n_samples, n_groups)
+            Per-layer scores, column ``l`` on the scale of
+            ``detectors_[l].score_samples``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            The combiner's log-odds of in-distribution (``combiner_``), or
+            the mean of the standardised per-layer scores
+            (``"mean_standardized"``).
+        """
+        check_is_fitted(self)
+        S = np.asarray(S, dtype=np.float64)
+        if S.ndim != 2 or S.shape[1] != len(self.detectors_):
+            raise ValueError(
+                f"combine expects per-layer scores of shape (n_samples, "
+                f"{len(self.detectors_)}); got shape {S.shape}."
+            )
         if self.combiner_ is None:
             return ((S - self.layer_mean_) / self.layer_scale_).mean(axis=1)
         model = self.combiner_
@@ -386,7 +470,7 @@ default="auto"
 
     def _score(self, X):
         cols = list(self.feature_groups_.values())
-        return self._combine(self._scores_of(self.detectors_, cols, X))
+        return self.combine(self._scores_of(self.detectors_, cols, X))
 
     def layer_scores(self, X) -> np.ndarray:
         """Per-group scores of the fitted detectors, before combination.

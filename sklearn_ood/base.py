@@ -292,18 +292,27 @@ class OutlierContractMixin(OutlierMixin):
         rows = getattr(self, "_calibration_rows", None)
         labels = np.ones(n, dtype=int)
         if rows is None:  # a calibration score for every inlier row
-            flags = _training_flags(self.calibration_scores_, self.contamination)
+            flags = self._fit_predict_flags(self.calibration_scores_)
         else:
             # Only some rows have calibration scores (a held-out share): rank
             # every inlier row by its score, as IsolationForest does.
             scores = self.score_samples(_take_rows(X, inliers))
-            flags = _training_flags(scores, self.contamination)
+            flags = self._fit_predict_flags(scores)
         labels[inliers[flags]] = -1
         if outlier_mask.any():
             labels[outlier_mask] = self.predict(
                 _take_rows(X, np.flatnonzero(outlier_mask))
             )
         return labels
+
+    def _fit_predict_flags(self, scores) -> np.ndarray:
+        """Training rows that ``fit_predict`` flags, given one score per row.
+
+        ``floor(contamination * n)`` rows (ties aside). Meta-estimators without
+        ``contamination`` (the threshold wrappers) flag the rows scoring below
+        ``offset_`` instead.
+        """
+        return _training_flags(scores, self.contamination)
 
     def _offset_from_scores(self, scores) -> float:
         """``offset_`` for the calibration scores ``scores`` (validated, not stored)."""

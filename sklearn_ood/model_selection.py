@@ -7,8 +7,18 @@ detectors: they keep the wrapped detector's ``score_samples`` and replace its
 ``offset_``, so that ``predict`` accepts a chosen share of in-distribution data
 or maximises a detection metric. Both keep the outlier contract of
 :mod:`sklearn_ood.base` (``decision_function = score_samples - offset_``,
-``predict`` in {+1, -1}) and accept any detector with ``fit`` and
-``score_samples``, or a :class:`~sklearn.pipeline.Pipeline` ending in one.
+``predict`` in {+1, -1}, ``p_values`` against their ``calibration_scores_``)
+and accept any detector with ``fit`` and ``score_samples``, or a
+:class:`~sklearn.pipeline.Pipeline` ending in one. Leading Pipeline steps whose
+``fit`` learns nothing (``fit_learns_from_data = False``, e.g.
+:class:`~sklearn_ood.TorchFeatureExtractor`) run once, not once per fold.
+
+A target share of accepted in-distribution data (``target_tpr``) is turned into
+a threshold by the conformal rule of :mod:`sklearn_ood.base`: with ``c = 1 -
+target_tpr``, ``offset_`` is the ``floor(c (n + 1))``-th smallest of the ``n``
+calibration scores, so ``predict`` flags a sample exactly when its p-value is
+at most ``c``. For a guarantee on new data use
+:class:`sklearn_ood.conformal.ConformalDetector`.
 
 For the hyper-parameters of a detector use
 :class:`~sklearn.model_selection.GridSearchCV` with the scorers of
@@ -21,7 +31,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, OutlierMixin, _fit_context, clone
+from sklearn.base import clone
 from sklearn.model_selection import (
     KFold,
     ShuffleSplit,
@@ -30,39 +40,34 @@ from sklearn.model_selection import (
     check_cv,
 )
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing, get_tags, indexable
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import _num_samples, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
-from .utils._labels import split_outlier_labels
+from ._meta import MetaDetector, featurize, fit_rows, join
+from .base import conformal_offset
 
 __all__ = ["FixedThresholdDetector", "TunedThresholdDetectorCV"]
 
 _SCORINGS = ("detection_accuracy", "balanced_accuracy", "accuracy", "f1")
 
 
+def _offset_at_share(calibration_scores, share: float, owner: str) -> float:
+    """Threshold flagging the samples whose conformal p-value is at most ``share``.
+
+    ``share`` in ``[0, 1)``: 0 gives the lowest calibration score (every
+    calibration sample accepted); a share above ``n / (n + 1)`` the highest.
+    """
+    cal = np.asarray(calibration_scores, dtype=np.float64)
+    n = cal.size
+    if share == 0.0:
+        return float(cal.min())
+    if share * (n + 1) >= n:
+        return float(cal.max())
+    return conformal_offset(cal, share, owner)
+
+
 # ----------------------------------------------------------------- helpers
-def _final_step(detector):
-    return detector[-1] if isinstance(detector, Pipeline) else detector
-
-
-def _contamination_key(detector) -> str | None:
-    """Name of the parameter setting the detector's ``offset_`` share, if any."""
-    params = detector.get_params(deep=True)
-    if isinstance(detector, Pipeline):
-        key = f"{detector.steps[-1][0]}__contamination"
-        return key if key in params else None
-    return "contamination" if "contamination" in params else None
-
-
-def _fit_detector(detector, X, y, rows):
-    """Fit ``detector`` on ``X[rows]`` (with their labels when ``y`` is given)."""
-    X_fit = _safe_indexing(X, rows)
-    if y is None:
-        return detector.fit(X_fit)
-    return detector.fit(X_fit, _safe_indexing(y, rows))
-
-
 def _threshold_curve(scores, is_in, scoring):
     """Metric of every threshold ``score >= t`` over the distinct ``t``.
 
@@ -134,98 +139,16 @@ def _metric_at(scores, is_in, threshold, scoring):
     return float(2.0 * tp / denom) if denom else 0.0
 
 
-class _ThresholdMixin(OutlierMixin):
-    """Scoring methods shared by the two wrappers (``estimator_``, ``offset_``)."""
+class _ThresholdDetector(MetaDetector):
+    """A wrapper whose ``offset_`` is a threshold, not set by ``contamination``."""
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        sub = get_tags(self.detector)
-        tags.input_tags = sub.input_tags
-        tags.non_deterministic = sub.non_deterministic
-        return tags
-
-    @property
-    def n_features_in_(self) -> int:
-        """Number of features seen by the fitted detector."""
-        return self.estimator_.n_features_in_
-
-    @property
-    def feature_names_in_(self) -> np.ndarray:
-        """Names of the features seen by the fitted detector."""
-        return self.estimator_.feature_names_in_
-
-    def score_samples(self, X) -> np.ndarray:
-        """Score samples with the fitted detector: higher means more normal.
-
-        Parameters
-        ----------
-        X : array-like
-            Samples, in the layout the detector was fitted on.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-            ``estimator_.score_samples(X)``.
-        """
-        check_is_fitted(self)
-        return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
-
-    def decision_function(self, X) -> np.ndarray:
-        """Shifted score: ``score_samples(X) - offset_``; negative = outlier.
-
-        Parameters
-        ----------
-        X : array-like
-            Samples to score.
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-            Negative values are outliers, non-negative values inliers.
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X) -> np.ndarray:
-        """Predict inliers (+1) and outliers (-1) at the threshold ``offset_``.
-
-        Parameters
-        ----------
-        X : array-like
-            Samples to classify.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,), dtype int
-            ``+1`` where ``score_samples(X) >= offset_``, else ``-1``.
-        """
-        decision = self.decision_function(X)
-        labels = np.ones(decision.shape[0], dtype=int)
-        labels[decision < 0] = -1
-        return labels
-
-    def fit_predict(self, X, y=None, **kwargs) -> np.ndarray:
-        """Fit on ``X`` (and ``y``), then predict ``X``.
-
-        Parameters
-        ----------
-        X : array-like
-            Training data.
-        y : array-like of shape (n_samples,), default=None
-            Class labels; ``-1`` marks a known OOD sample.
-        **kwargs
-            Unused; accepted for compatibility with
-            :meth:`sklearn.base.OutlierMixin.fit_predict`.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,), dtype int
-            ``+1`` for inliers, ``-1`` for outliers.
-        """
-        return self.fit(X, y).predict(X)
+    def _fit_predict_flags(self, scores) -> np.ndarray:
+        # fit_predict flags the training rows scoring below the threshold.
+        return np.asarray(scores, dtype=np.float64) < self.offset_
 
 
 # ------------------------------------------------------------------- fixed
-class FixedThresholdDetector(_ThresholdMixin, BaseEstimator):
+class FixedThresholdDetector(_ThresholdDetector):
     """Detector with a threshold set by value or by a target share of inliers.
 
     Fits a clone of ``detector`` and sets ``offset_`` on its score scale:
@@ -236,22 +159,15 @@ class FixedThresholdDetector(_ThresholdMixin, BaseEstimator):
     detector : estimator with ``fit`` and ``score_samples``
         The detector (or a Pipeline ending in one), cloned in ``fit``.
     threshold : float or None, default=None
-        The threshold on ``score_samples``, used as ``offset_`` as it is.
+        The threshold on ``score_samples``, used as ``offset_`` as it is. It
+        must be finite.
     target_tpr : float in (0, 1] or None, default=None
-        Share of the in-distribution training data to accept, scored as the
-        detector itself scores its training data when it sets ``offset_``:
-        when the detector (or the last step of a Pipeline) has a
-        ``contamination`` parameter and ``1 - target_tpr`` is in ``(0, 0.5]``,
-        the clone is fitted with ``contamination = 1 - target_tpr`` and its
-        own ``offset_`` is used. For sklearn-ood detectors those training
-        scores are leave-one-out or out-of-fold (not memorised), so
-        ``offset_`` is their ``(1 - target_tpr)`` quantile. Otherwise
-        ``offset_`` is the ``(1 - target_tpr)`` quantile (``np.quantile``) of
-        the *in-sample* scores of the in-distribution training rows, which is
-        optimistic for detectors that memorise their training data (k-nearest
-        neighbours): use :class:`TunedThresholdDetectorCV` for out-of-fold
-        scores. ``threshold`` and ``target_tpr`` cannot both be set; with
-        neither, ``offset_`` is the fitted detector's own ``offset_``.
+        Share of in-distribution data to accept: ``offset_`` is set from the
+        calibration scores (below) by the conformal rule with ``c = 1 -
+        target_tpr`` (see :mod:`sklearn_ood.model_selection`); ``target_tpr=1``
+        gives the lowest calibration score. ``threshold`` and ``target_tpr``
+        cannot both be set; with neither, ``offset_`` is the fitted detector's
+        own ``offset_``.
 
     Attributes
     ----------
@@ -259,6 +175,14 @@ class FixedThresholdDetector(_ThresholdMixin, BaseEstimator):
         The fitted clone of ``detector``.
     offset_ : float
         The threshold: ``decision_function = score_samples - offset_``.
+    calibration_scores_ : ndarray of shape (n_calibration,)
+        The fitted detector's ``calibration_scores_`` (those of the last step
+        of a Pipeline): scores of in-distribution training rows from a model
+        that did not memorise them, for sklearn-ood detectors. For a detector
+        without them (e.g. :class:`~sklearn.svm.OneClassSVM`) the in-sample
+        scores of the in-distribution training rows, which are optimistic for
+        detectors that memorise their training data: use
+        :class:`TunedThresholdDetectorCV` (out-of-fold scores) there.
     n_features_in_ : int
         Number of features seen during fit (from ``estimator_``).
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -267,7 +191,17 @@ class FixedThresholdDetector(_ThresholdMixin, BaseEstimator):
     See Also
     --------
     TunedThresholdDetectorCV : Threshold from out-of-fold scores.
+    sklearn_ood.conformal.ConformalDetector : Threshold with a guaranteed
+        false-positive rate.
     sklearn.model_selection.FixedThresholdClassifier : The classifier version.
+
+    Notes
+    -----
+    ``fit_predict(X)`` flags the training rows whose calibration score is below
+    ``offset_`` (the rows of a held-out calibration share: every
+    in-distribution row by its score), and the rows labelled ``-1`` by
+    ``predict``; ``fit(X).predict(X)`` scores memorised rows and may flag
+    fewer.
 
     Examples
     --------
@@ -282,7 +216,7 @@ class FixedThresholdDetector(_ThresholdMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "detector": [HasMethods(["fit", "score_samples"])],
-        "threshold": [Real, None],
+        "threshold": [Interval(Real, None, None, closed="neither"), None],
         "target_tpr": [Interval(Real, 0, 1, closed="right"), None],
     }
 
@@ -297,58 +231,43 @@ class FixedThresholdDetector(_ThresholdMixin, BaseEstimator):
         self.threshold = threshold
         self.target_tpr = target_tpr
 
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None) -> FixedThresholdDetector:
-        """Fit the detector and set the threshold.
-
-        Parameters
-        ----------
-        X : array-like
-            Training data.
-        y : array-like of shape (n_samples,), default=None
-            Class labels, passed to the detector; ``-1`` marks a known OOD
-            sample (left out of the ``target_tpr`` quantile).
-
-        Returns
-        -------
-        self : FixedThresholdDetector
-            The fitted wrapper.
-        """
+    def _fit(self, X, y, is_outlier):
         if self.threshold is not None and self.target_tpr is not None:
             raise ValueError(
                 "The 'threshold' and 'target_tpr' parameters of "
                 "FixedThresholdDetector cannot both be set; got threshold="
                 f"{self.threshold!r} and target_tpr={self.target_tpr!r}."
             )
-        n = _num_samples(X)
-        _, outlier_mask = split_outlier_labels(y, n)
         est = clone(self.detector)
-        key = _contamination_key(est)
-        share = None if self.target_tpr is None else 1.0 - float(self.target_tpr)
-        use_own = key is not None and share is not None and 0.0 < share <= 0.5
-        if use_own:
-            est.set_params(**{key: share})
-        self.estimator_ = est.fit(X, y) if y is not None else est.fit(X)
+        self.estimator_ = est.fit(X) if y is None else est.fit(X, y)
+        final = est[-1] if isinstance(est, Pipeline) else est
+        own = self.threshold is None and self.target_tpr is None
+        if own and getattr(final, "offset_", None) is None:
+            raise ValueError(
+                f"{type(final).__name__} has no offset_ attribute; set the "
+                "'threshold' or 'target_tpr' parameter of FixedThresholdDetector."
+            )
+        n_in = int(np.sum(~is_outlier))
+        cal = getattr(final, "calibration_scores_", None)
+        if cal is None:  # in-sample scores of the in-distribution rows
+            inliers = np.flatnonzero(~is_outlier)
+            cal = est.score_samples(_safe_indexing(X, inliers))
+        cal = np.asarray(cal, dtype=np.float64).ravel()
+        # A calibration score per in-distribution row, in order (leave-one-out,
+        # out-of-fold, in-sample), or a held-out share whose rows are the
+        # detector's own business: then fit_predict ranks every row's score.
+        self._store_calibration(cal, None if cal.size == n_in else np.arange(cal.size))
         if self.threshold is not None:
             self.offset_ = float(self.threshold)
-        elif share is None or use_own:
-            offset = getattr(_final_step(self.estimator_), "offset_", None)
-            if offset is None:
-                raise ValueError(
-                    f"{type(_final_step(self.estimator_)).__name__} has no offset_ "
-                    "attribute; set the 'threshold' or 'target_tpr' parameter of "
-                    "FixedThresholdDetector."
-                )
-            self.offset_ = float(offset)
+        elif self.target_tpr is not None:
+            share = 1.0 - float(self.target_tpr)
+            self.offset_ = _offset_at_share(cal, share, type(self).__name__)
         else:
-            inliers = np.flatnonzero(~outlier_mask)
-            scores = self.estimator_.score_samples(_safe_indexing(X, inliers))
-            self.offset_ = float(np.quantile(np.asarray(scores), share))
-        return self
+            self.offset_ = float(final.offset_)
 
 
 # ------------------------------------------------------------------- tuned
-class TunedThresholdDetectorCV(_ThresholdMixin, BaseEstimator):
+class TunedThresholdDetectorCV(_ThresholdDetector):
     """Detector whose threshold is tuned on out-of-fold scores.
 
     Clones of ``detector`` are fitted on the in-distribution rows of the
@@ -358,13 +277,19 @@ class TunedThresholdDetectorCV(_ThresholdMixin, BaseEstimator):
     detector is then refitted on all in-distribution rows.
 
     - Without known OOD samples (``y`` is None or has no ``-1``), or with
-      ``scoring=None``: the threshold is the ``(1 - target_tpr)`` quantile
-      (``np.quantile``) of the out-of-fold scores of the in-distribution rows,
-      so about ``target_tpr`` of new in-distribution data is accepted.
+      ``scoring=None``: the threshold accepts ``target_tpr`` of the
+      in-distribution rows' out-of-fold scores by the conformal rule (see
+      :mod:`sklearn_ood.model_selection`), so about ``target_tpr`` of new
+      in-distribution data is accepted.
     - With known OOD samples (``y == -1`` rows) and a ``scoring``: the
       threshold maximising ``scoring`` over the out-of-fold scores of the
       in-distribution and OOD rows. OOD rows are never used to fit the detector
       (they only validate the threshold); the other labels are passed to it.
+
+    When ``detector`` is a Pipeline whose leading steps learn nothing from the
+    data (``fit_learns_from_data = False``, as
+    :class:`~sklearn_ood.TorchFeatureExtractor`), those steps transform ``X``
+    once and only the rest of the Pipeline is fitted per fold.
 
     Parameters
     ----------
@@ -422,6 +347,9 @@ callable or None, default="detection_accuracy"
         a class the metric needs).
     oof_scores_ : ndarray of shape (n_samples,)
         Out-of-fold score of each training row (NaN for rows in no test fold).
+    calibration_scores_ : ndarray of shape (n_calibration,)
+        The out-of-fold scores of the in-distribution rows (in row order; the
+        rows in a test fold only): the reference of ``p_values``.
     objective_ : str
         ``"target_tpr"``, the name of ``scoring``, or ``"callable"``.
     n_features_in_ : int
@@ -432,6 +360,8 @@ callable or None, default="detection_accuracy"
     See Also
     --------
     FixedThresholdDetector : Threshold set by value.
+    sklearn_ood.conformal.ConformalDetector : Threshold with a guaranteed
+        false-positive rate.
     sklearn.model_selection.TunedThresholdClassifierCV : The classifier version.
 
     Notes
@@ -439,6 +369,13 @@ callable or None, default="detection_accuracy"
     Among thresholds with the same best metric the lowest one (accepting the
     most samples) is kept, and it is placed half-way between the lowest
     accepted and the highest rejected out-of-fold score.
+
+    ``p_values`` compare scores of the refitted detector with out-of-fold
+    scores of clones fitted on fewer rows: the cross-conformal construction
+    (Vovk 2015), whose false-positive rate is ``alpha`` up to the stability of
+    the detector (see the user guide, "Choosing a threshold").
+    ``fit_predict(X)`` flags the in-distribution rows whose out-of-fold score
+    is below ``offset_`` and the ``-1`` rows that ``predict`` flags.
 
     Examples
     --------
@@ -484,7 +421,7 @@ callable or None, default="detection_accuracy"
         self.refit = refit
         self.random_state = random_state
 
-    def _splits(self, X, strata, has_ood):
+    def _splits(self, strata, has_ood):
         """List of (train, test) index arrays."""
         cv = self.cv
         n = strata.shape[0]
@@ -508,28 +445,7 @@ callable or None, default="detection_accuracy"
             )
         return splits
 
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None) -> TunedThresholdDetectorCV:
-        """Score out of fold, choose the threshold, refit the detector.
-
-        Parameters
-        ----------
-        X : array-like
-            Training data: in-distribution samples, plus known OOD samples
-            where ``y == -1``.
-        y : array-like of shape (n_samples,), default=None
-            Class labels (passed to the detector for the in-distribution rows);
-            ``-1`` marks a known OOD sample.
-
-        Returns
-        -------
-        self : TunedThresholdDetectorCV
-            The fitted wrapper.
-        """
-        X, y = indexable(X, y)
-        n = _num_samples(X)
-        _, is_out = split_outlier_labels(y, n)
-        has_ood = bool(is_out.any())
+    def _check_objective(self, is_out, has_ood):
         use_metric = has_ood and self.scoring is not None
         if not use_metric and self.target_tpr is None:
             raise ValueError(
@@ -546,9 +462,11 @@ callable or None, default="detection_accuracy"
                 "TunedThresholdDetectorCV needs in-distribution samples (y != -1); "
                 "every label is -1."
             )
-        strata = is_out.astype(int)
-        sums = np.zeros(n)
-        counts = np.zeros(n)
+        return use_metric
+
+    def _out_of_fold(self, X, y, is_out, has_ood):
+        """Out-of-fold scores (NaN where unscored), the splits and the model."""
+        n = is_out.shape[0]
         if self.cv == "prefit":
             if self.refit:
                 raise ValueError(
@@ -556,24 +474,40 @@ callable or None, default="detection_accuracy"
                     "when cv='prefit'."
                 )
             check_is_fitted(self.detector)
-            splits = [(np.array([], dtype=int), np.arange(n))]
-            models = [self.detector]
-        else:
-            splits = self._splits(X, strata, has_ood)
-            models = []
-            for train, _ in splits:
-                train_in = train[~is_out[train]]
-                models.append(_fit_detector(clone(self.detector), X, y, train_in))
-        for (_, test), model in zip(splits, models):
-            scores = np.asarray(model.score_samples(_safe_indexing(X, test)), float)
-            np.add.at(sums, test, scores)
+            test = np.arange(n)
+            oof = np.asarray(self.detector.score_samples(X), dtype=np.float64)
+            return oof, [(np.array([], dtype=int), test)], self.detector
+        feat = featurize(self.detector, X)
+        splits = self._splits(is_out.astype(int), has_ood)
+        sums, counts = np.zeros(n), np.zeros(n)
+        models = []
+        for train, test in splits:
+            model = fit_rows(clone(feat.tail), feat.X, y, train[~is_out[train]])
+            scores = model.score_samples(_safe_indexing(feat.X, test))
+            np.add.at(sums, test, np.asarray(scores, dtype=np.float64))
             np.add.at(counts, test, 1.0)
-        scored = counts > 0
+            models.append(model)
         oof = np.full(n, np.nan)
-        oof[scored] = sums[scored] / counts[scored]
+        oof[counts > 0] = sums[counts > 0] / counts[counts > 0]
+        if self.refit:
+            tail = fit_rows(clone(feat.tail), feat.X, y, np.flatnonzero(~is_out))
+        else:
+            tail = models[0]
+        return oof, splits, join(feat.prefix, tail)
+
+    def _fit(self, X, y, is_out):
+        has_ood = bool(is_out.any())
+        use_metric = self._check_objective(is_out, has_ood)
+        oof, splits, self.estimator_ = self._out_of_fold(X, y, is_out, has_ood)
+        scored = ~np.isnan(oof)
         is_in = ~is_out
+        if not (is_in & scored).any():
+            raise ValueError(
+                "The validation folds of TunedThresholdDetectorCV hold no "
+                "in-distribution sample; use more samples or another cv."
+            )
         if use_metric:
-            if not (is_in & scored).any() or not (is_out & scored).any():
+            if not (is_out & scored).any():
                 raise ValueError(
                     "The validation folds of TunedThresholdDetectorCV hold no "
                     "in-distribution or no OOD sample; use more samples of each or "
@@ -586,7 +520,8 @@ callable or None, default="detection_accuracy"
             metric = self.scoring
         else:
             s_in = oof[scored & is_in]
-            threshold = float(np.quantile(s_in, 1.0 - float(self.target_tpr)))
+            share = 1.0 - float(self.target_tpr)
+            threshold = _offset_at_share(s_in, share, type(self).__name__)
             best = float(np.mean(s_in >= threshold))
             self.objective_ = "target_tpr"
             metric = None
@@ -596,14 +531,11 @@ callable or None, default="detection_accuracy"
                 for _, test in splits
             ]
         )
-        if self.refit:
-            self.estimator_ = _fit_detector(
-                clone(self.detector), X, y, np.flatnonzero(is_in)
-            )
-        else:
-            self.estimator_ = models[0]
+        in_scored = scored[is_in]
+        self._store_calibration(
+            oof[is_in & scored], None if in_scored.all() else np.flatnonzero(in_scored)
+        )
         self.best_threshold_ = float(threshold)
         self.offset_ = self.best_threshold_
         self.best_score_ = float(best)
         self.oof_scores_ = oof
-        return self

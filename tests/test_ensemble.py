@@ -1,4 +1,5 @@
-"""Tests of LayerEnsembleDetector against a hand-assembled feature ensemble."""
+"""Tests of LayerEnsembleDetector against a hand-assembled feature ensemble, and
+of NonNegativeLogisticRegression against scikit-learn's LogisticRegression."""
 
 import numpy as np
 import pytest
@@ -7,8 +8,13 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_ood import KNNDetector, MahalanobisDetector
-from sklearn_ood._ensemble import LayerEnsembleDetector, lee_logistic_regression
+from sklearn_ood import (
+    KNNDetector,
+    LayerEnsembleDetector,
+    MahalanobisDetector,
+    NonNegativeLogisticRegression,
+    lee_logistic_regression,
+)
 from tests._calibration import conformal_threshold
 
 GROUPS = {"low": slice(0, 3), "high": np.array([3, 4, 5, 6])}
@@ -216,8 +222,10 @@ def test_logistic_needs_outliers_and_enough_samples():
         ),
     ],
     expected_failed_checks=lambda est: {
-        "check_outliers_train": "offset_ comes from out-of-fold training scores",
-        "check_outliers_fit_predict": "offset_ comes from out-of-fold training scores",
+        "check_outliers_train": "predict on memorised training rows flags fewer "
+        "than contamination",
+        "check_outliers_fit_predict": "fit_predict flags training rows by their "
+        "out-of-fold calibration scores, not by predict on memorised rows",
     },
 )
 def test_sklearn_compatible(estimator, check):
@@ -261,3 +269,206 @@ def test_auto_groups_in_a_pipeline_after_the_extractor():
         ref.score_samples(F.transform(X_all[:9])),
         rtol=1e-6,
     )
+
+
+# ------------------------------------------------ the public extension point
+def test_combine_is_the_public_combination_of_layer_scores():
+    X_all, y_all = _data(seed=7)
+    for combiner in ("logistic", "mean_standardized", "nonnegative_logistic"):
+        ens = LayerEnsembleDetector(
+            feature_groups=GROUPS, combiner=combiner, random_state=0
+        ).fit(X_all, y_all)
+        X_test = X_all[::5]
+        np.testing.assert_array_equal(
+            ens.score_samples(X_test), ens.combine(ens.layer_scores(X_test))
+        )
+    with pytest.raises(ValueError, match=r"shape \(n_samples, 2\)"):
+        ens.combine(np.zeros((3, 5)))
+
+
+def test_layer_scorer_replaces_every_per_layer_score_of_the_fit():
+    # A composite that scores each row through its own transform (here: the
+    # rows of another array, as a pre-processing would give).
+    X_all, y_all = _data(seed=8)
+    X_moved = X_all + 0.3 * np.sin(X_all)
+    calls = []
+
+    def scorer(detectors, groups, rows):
+        calls.append(rows)
+        assert list(groups) == ["low", "high"]
+        parts = zip(detectors, groups.values())
+        return np.column_stack([d.score_samples(X_moved[rows][:, c]) for d, c in parts])
+
+    ens = LayerEnsembleDetector(
+        feature_groups=GROUPS, combiner="nonnegative_logistic", random_state=0
+    ).fit(X_all, y_all, layer_scorer=scorer)
+    inl = np.flatnonzero(y_all != -1)
+    out = np.flatnonzero(y_all == -1)
+    # row indices are those of X as given to fit: folds of the inliers, then
+    # the -1 rows
+    np.testing.assert_array_equal(np.sort(np.concatenate(calls[:-1])), inl)
+    np.testing.assert_array_equal(calls[-1], out)
+    # hand-assembled: out-of-fold scores of the moved inlier rows
+    X, y = X_all[inl], y_all[inl]
+    folds = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
+    oof = np.empty((len(X), 2))
+    for tr, te in folds:
+        for j, c in enumerate(GROUPS.values()):
+            det = MahalanobisDetector(mode="tied").fit(X[tr][:, c], y[tr])
+            oof[te, j] = det.score_samples(X_moved[inl][te][:, c])
+    S_out = _final_scores(
+        X, y, X_moved[out], GROUPS, lambda: MahalanobisDetector(mode="tied")
+    )
+    clf = NonNegativeLogisticRegression().fit(
+        np.r_[oof, S_out], np.r_[np.ones(len(X)), np.zeros(len(out))]
+    )
+    # The per-layer detectors are fitted on the columns; the combiner and the
+    # calibration come from the scorer's scores. Same computation on the same
+    # inputs (up to BLAS rounding of the scores, ~1e-13 relative): the solver
+    # lands within its tolerance (1e-10 on the gradient) of the same optimum.
+    tol = {"rtol": 1e-6, "atol": 1e-9}
+    np.testing.assert_allclose(ens.combiner_.coef_, clf.coef_, **tol)
+    np.testing.assert_allclose(
+        ens.calibration_scores_, clf.decision_function(oof), **tol
+    )
+    assert not hasattr(ens, "_layer_scorer")  # not stored
+    X_test = X_all[:9]
+    S_test = ens.layer_scores(X_test)
+    np.testing.assert_allclose(
+        ens.score_samples(X_test), clf.decision_function(S_test), **tol
+    )
+
+    with pytest.raises(ValueError, match=r"expected \(\d+, 2\)"):
+        LayerEnsembleDetector(feature_groups=GROUPS, random_state=0).fit(
+            X_all, y_all, layer_scorer=lambda d, g, rows: np.zeros((len(rows), 3))
+        )
+    with pytest.raises(TypeError, match="'layer_scorer'"):
+        LayerEnsembleDetector().fit(X_all, y_all, layer_scorer="no")
+
+
+def test_tensor_requiring_grad_is_scored_like_numpy():
+    torch = pytest.importorskip("torch")
+    X_all, y_all = _data(seed=9)
+    X = X_all[y_all != -1]
+    t = torch.tensor(X, requires_grad=True)
+    ens = LayerEnsembleDetector(feature_groups=GROUPS, random_state=0).fit(t)
+    ref = LayerEnsembleDetector(feature_groups=GROUPS, random_state=0).fit(X)
+    np.testing.assert_array_equal(ens.score_samples(t), ref.score_samples(X))
+    np.testing.assert_array_equal(ens.layer_scores(t), ref.layer_scores(X))
+    assert t.grad is None and t.requires_grad
+
+
+# ------------------------------------------------ non-negative combiner
+def _nonneg_data(seed, signs):
+    rng = np.random.RandomState(seed)
+    scales = np.array([1.0, 30.0, 0.1, 5.0])[: len(signs)]
+    X = rng.normal(size=(300, len(signs))) * scales
+    z = (X - X.mean(0)) / X.std(0)
+    y = (z @ np.asarray(signs, float) + rng.logistic(size=300) > 0).astype(int)
+    return X, y
+
+
+# L-BFGS-B stops at a projected gradient below tol = 1e-10, scikit-learn's
+# lbfgs at tol = 1e-12 on the objective divided by C * n. The objective is
+# 1-strongly convex in the standardised weights (the ||beta||^2 / 2 term), so
+# each solution is within its gradient norm of the optimum: a few 1e-10 for
+# n = 300. On the data's scale (|z| up to ~4, 300 rows) the decision values
+# then agree to ~1e-7; 1e-6 leaves room for the conditioning of the loss.
+_TOL = 1e-6
+
+
+def test_nonnegative_logistic_equals_logistic_when_weights_are_positive():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _nonneg_data(0, [1.0, 0.5, 2.0, 0.3])
+    clf = NonNegativeLogisticRegression(C=0.5).fit(X, y)
+    ref = make_pipeline(
+        StandardScaler(), LogisticRegression(C=0.5, tol=1e-12, max_iter=10000)
+    ).fit(X, y)
+    assert np.all(ref[-1].coef_ > 0)
+    np.testing.assert_allclose(
+        clf.decision_function(X), ref.decision_function(X), rtol=0, atol=_TOL
+    )
+    np.testing.assert_allclose(
+        clf.coef_[0] * X.std(0), ref[-1].coef_[0], rtol=0, atol=_TOL
+    )
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), atol=_TOL)
+    np.testing.assert_array_equal(clf.predict(X), ref.predict(X))
+
+
+def test_nonnegative_logistic_active_set_and_kkt():
+    from scipy.special import expit
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _nonneg_data(1, [1.0, -1.5, 0.8, -0.2])
+    free = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-12)).fit(X, y)
+    assert np.sum(free[-1].coef_ < 0) >= 1  # the constraint matters here
+    clf = NonNegativeLogisticRegression().fit(X, y)
+    beta = clf.coef_[0] * X.std(0)
+    assert np.all(beta >= 0)
+    active = beta > 0
+    assert 0 < active.sum() < 4
+    # independent solution: scikit-learn on the columns with a positive weight
+    # (standardisation is per column, so it is the same on the subset)
+    sub = make_pipeline(
+        StandardScaler(), LogisticRegression(tol=1e-12, max_iter=10000)
+    ).fit(X[:, active], y)
+    np.testing.assert_allclose(beta[active], sub[-1].coef_[0], rtol=0, atol=_TOL)
+    np.testing.assert_allclose(
+        clf.decision_function(X), sub.decision_function(X[:, active]), atol=_TOL
+    )
+    # KKT: the gradient of the objective is >= 0 at the zero weights
+    Z = (X - X.mean(0)) / X.std(0)
+    t = np.where(y == 1, 1.0, -1.0)
+    margin = t * clf.decision_function(X)
+    grad = Z.T @ (-t * expit(-margin)) + beta
+    assert np.all(grad[~active] >= -_TOL)
+
+
+def test_nonnegative_logistic_is_monotone_and_validates():
+    X, y = _nonneg_data(2, [1.0, -1.0])
+    clf = NonNegativeLogisticRegression().fit(X, y)
+    base = clf.decision_function(X)
+    for j in range(2):
+        up = X.copy()
+        up[:, j] += 1.0
+        assert np.all(clf.decision_function(up) >= base)
+    with pytest.raises(ValueError, match="Only binary classification"):
+        NonNegativeLogisticRegression().fit(X, np.arange(len(X)) % 3)
+    with pytest.raises(ValueError, match="'C' parameter"):
+        NonNegativeLogisticRegression(C=0).fit(X, y)
+
+
+def test_nonnegative_combiner_in_the_ensemble():
+    X_all, y_all = _data(seed=10)
+    inl = y_all != -1
+    X, y, X_ood = X_all[inl], y_all[inl], X_all[~inl]
+    ens = LayerEnsembleDetector(
+        feature_groups=GROUPS, combiner="nonnegative_logistic", random_state=0
+    ).fit(X_all, y_all)
+
+    def tied():
+        return MahalanobisDetector(mode="tied")
+
+    folds = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
+    oof = _oof_layer_scores(X, y, folds, GROUPS, tied)
+    out = _final_scores(X, y, X_ood, GROUPS, tied)
+    clf = NonNegativeLogisticRegression().fit(
+        np.r_[oof, out], np.r_[np.ones(len(X)), np.zeros(len(X_ood))]
+    )
+    X_test = X_all[::4]
+    np.testing.assert_allclose(
+        ens.score_samples(X_test), clf.decision_function(ens.layer_scores(X_test))
+    )
+    assert np.all(ens.combiner_.coef_ >= 0)
+    with pytest.raises(ValueError, match="needs known OOD"):
+        LayerEnsembleDetector(combiner="nonnegative_logistic").fit(X)
+
+
+@parametrize_with_checks([NonNegativeLogisticRegression()])
+def test_nonnegative_logistic_sklearn_compatible(estimator, check):
+    check(estimator)

@@ -1,8 +1,13 @@
 """Tests of the threshold wrappers and of hyper-parameter search with OOD scorers.
 
 Thresholds are checked against independent computations: a manual KFold loop
-with ``np.quantile``, brute force over all cut points with scikit-learn's
-metrics, and explicit leave-one-out refits.
+with the conformal rule (``tests/_calibration.py``), brute force over all cut
+points with scikit-learn's metrics, explicit leave-one-out refits and
+brute-force leave-one-out neighbour distances.
+
+Scores compared without a stated tolerance come from the same computation on
+the same rows in the same order (equal on one machine; numpy's default rtol of
+1e-7 is far above the ~1e-15 variation of a threaded BLAS reduction).
 """
 
 import numpy as np
@@ -17,7 +22,7 @@ from sklearn.model_selection import (
     RandomizedSearchCV,
     StratifiedKFold,
 )
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -28,6 +33,7 @@ from sklearn_ood.model_selection import (
     TunedThresholdDetectorCV,
 )
 from tests._calibration import conformal_threshold
+from tests._counting import CountingNet, FrozenExtractor, LearningExtractor, images
 
 
 def _inliers(seed=0, n=120, d=3):
@@ -70,30 +76,73 @@ def test_fixed_target_tpr_uses_leave_one_out_scores():
     assert det.detector.contamination == "auto"
 
 
-def test_fixed_target_tpr_in_sample_fallback_and_default_offset():
+def _knn_loo_scores(X, k):
+    """Brute-force leave-one-out kNN scores: -mean of the k smallest squared
+    distances to the other rows (KNNDetector's default score)."""
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    return -np.sort(D, axis=1)[:, :k].mean(axis=1)
+
+
+def test_fixed_target_tpr_is_conformal_offset_of_calibration_scores():
     from sklearn.svm import OneClassSVM
 
     X = _inliers(n=80)
-    det = FixedThresholdDetector(KNNDetector(n_neighbors=3), target_tpr=0.8).fit(X)
-    # detector with contamination -> its own leave-one-out offset
+    loo = _knn_loo_scores(X, 3)
+    # rtol: float64 squared distances of O(10), summed in a different order
+    # (GEMM expansion vs the direct difference): ~1e-15 relative, 1e-9 is ample.
+    for tpr in (0.8, 0.3, 0.97):
+        det = FixedThresholdDetector(KNNDetector(n_neighbors=3), target_tpr=tpr)
+        det.fit(X)
+        np.testing.assert_allclose(det.calibration_scores_, loo, rtol=1e-9)
+        expected = conformal_threshold(loo, 1 - tpr)
+        assert det.offset_ == pytest.approx(expected, rel=1e-9)
+    # with contamination expressible, the same as the detector's own offset_
     own = KNNDetector(n_neighbors=3, contamination=0.2).fit(X)
-    assert det.offset_ == pytest.approx(own.offset_)
-    # pipeline: contamination of the last step
+    det = FixedThresholdDetector(KNNDetector(n_neighbors=3), target_tpr=0.8).fit(X)
+    assert det.offset_ == own.offset_
+    # pipeline: calibration scores of the last step
     pipe = make_pipeline(StandardScaler(), KNNDetector(n_neighbors=3))
     det_p = FixedThresholdDetector(pipe, target_tpr=0.8).fit(X)
-    ref = make_pipeline(StandardScaler(), KNNDetector(n_neighbors=3, contamination=0.2))
-    assert det_p.offset_ == pytest.approx(ref.fit(X)[-1].offset_)
-    # target_tpr < 0.5: contamination cannot express it -> in-sample quantile
-    low = FixedThresholdDetector(KNNDetector(n_neighbors=3), target_tpr=0.3).fit(X)
-    in_sample = KNNDetector(n_neighbors=3).fit(X).score_samples(X)
-    assert low.offset_ == pytest.approx(np.quantile(in_sample, 0.7))
-    # no contamination parameter -> in-sample quantile
+    loo_p = _knn_loo_scores(StandardScaler().fit_transform(X), 3)
+    assert det_p.offset_ == pytest.approx(conformal_threshold(loo_p, 0.2), rel=1e-9)
+    # target_tpr=1 accepts every calibration score
+    full = FixedThresholdDetector(KNNDetector(n_neighbors=3), target_tpr=1.0).fit(X)
+    assert full.offset_ == pytest.approx(loo.min(), rel=1e-9)
+    # no calibration scores (OneClassSVM): in-sample scores of the inliers
     svm = FixedThresholdDetector(OneClassSVM(gamma=0.5), target_tpr=0.9).fit(X)
     in_sample = OneClassSVM(gamma=0.5).fit(X).score_samples(X)
-    assert svm.offset_ == pytest.approx(np.quantile(in_sample, 0.1))
+    np.testing.assert_allclose(svm.calibration_scores_, in_sample)
+    assert svm.offset_ == pytest.approx(conformal_threshold(in_sample, 0.1))
     # neither set: the detector's own offset_
     plain = FixedThresholdDetector(MahalanobisDetector(contamination=0.1)).fit(X)
     assert plain.offset_ == MahalanobisDetector(contamination=0.1).fit(X).offset_
+
+
+def test_fixed_contract_from_the_mixin():
+    X, y = _with_ood(seed=3)
+    is_in = y != -1
+    det = FixedThresholdDetector(KNNDetector(n_neighbors=3), threshold=-1.5)
+    labels = det.fit_predict(X, y)
+    loo = _knn_loo_scores(X[is_in], 3)  # -1 rows never fit nor calibrate
+    # GEMM-expanded vs direct squared distances of O(10): ~1e-15 relative
+    np.testing.assert_allclose(det.calibration_scores_, loo, rtol=1e-9)
+    # inliers: flagged iff their calibration score is below the threshold
+    np.testing.assert_array_equal(labels[is_in] == -1, loo < -1.5)
+    # known outliers: predicted by the fitted model
+    np.testing.assert_array_equal(labels[~is_in], det.predict(X[~is_in]))
+    # p-values against the calibration scores, counted by brute force
+    X_new = _inliers(seed=9, n=30) * 2
+    s = det.score_samples(X_new)
+    p = (1 + (loo[None, :] <= s[:, None]).sum(1)) / (loo.size + 1)
+    np.testing.assert_allclose(det.p_values(X_new), p)
+    np.testing.assert_allclose(det.decision_function(X_new), s + 1.5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_fixed_refuses_a_non_finite_threshold(bad):
+    with pytest.raises(ValueError, match="'threshold' parameter of FixedThreshold"):
+        FixedThresholdDetector(MahalanobisDetector(), threshold=bad).fit(_inliers())
 
 
 def test_fixed_errors():
@@ -104,30 +153,43 @@ def test_fixed_errors():
         ).fit(X)
     with pytest.raises(ValueError, match="'target_tpr' parameter"):
         FixedThresholdDetector(MahalanobisDetector(), target_tpr=1.5).fit(X)
-    from sklearn.svm import OneClassSVM
 
-    class NoOffset(OneClassSVM):
-        def fit(self, X, y=None):
-            super().fit(X)
-            del self.offset_
+    class NoOffset:
+        """A detector with fit and score_samples only."""
+
+        def get_params(self, deep=True):
+            return {}
+
+        def set_params(self, **params):
             return self
+
+        def fit(self, X, y=None):
+            self.mean_ = np.mean(X, axis=0)
+            return self
+
+        def score_samples(self, X):
+            return -np.sum((np.asarray(X) - self.mean_) ** 2, axis=1)
 
     with pytest.raises(ValueError, match="has no offset_"):
         FixedThresholdDetector(NoOffset()).fit(X)
+    det = FixedThresholdDetector(NoOffset(), target_tpr=0.9).fit(X)
+    in_sample = NoOffset().fit(X).score_samples(X)
+    assert det.offset_ == pytest.approx(conformal_threshold(in_sample, 0.1))
 
 
 # ------------------------------------------------------- TunedThreshold
 @pytest.mark.parametrize(
     "detector", [MahalanobisDetector(), KNNDetector(n_neighbors=1)], ids=repr
 )
-def test_tuned_threshold_is_quantile_of_out_of_fold_scores(detector):
+def test_tuned_threshold_is_conformal_offset_of_out_of_fold_scores(detector):
     X = _inliers(n=100)
     det = TunedThresholdDetectorCV(detector, target_tpr=0.9, random_state=0).fit(X)
     oof = np.empty(len(X))
     for tr, te in KFold(5, shuffle=True, random_state=0).split(X):
         oof[te] = clone(detector).fit(X[tr]).score_samples(X[te])
     np.testing.assert_allclose(det.oof_scores_, oof)
-    assert det.best_threshold_ == pytest.approx(np.quantile(oof, 0.1))
+    np.testing.assert_allclose(det.calibration_scores_, oof)
+    assert det.best_threshold_ == pytest.approx(conformal_threshold(oof, 0.1))
     assert det.offset_ == det.best_threshold_
     assert det.best_score_ == pytest.approx(np.mean(oof >= det.best_threshold_))
     assert det.objective_ == "target_tpr"
@@ -223,7 +285,10 @@ def test_tuned_single_split_prefit_and_errors():
         MahalanobisDetector(), scoring=None, target_tpr=0.8, random_state=0
     ).fit(X, y)
     oof_in = tpr.oof_scores_[is_in]
-    assert tpr.best_threshold_ == pytest.approx(np.quantile(oof_in, 0.2))
+    assert tpr.best_threshold_ == pytest.approx(conformal_threshold(oof_in, 0.2))
+    # the single split: only the validation rows calibrate
+    in_val = ~np.isnan(single.oof_scores_) & is_in
+    np.testing.assert_allclose(single.calibration_scores_, single.oof_scores_[in_val])
 
 
 def test_tuned_with_pipeline_and_class_labels():
@@ -235,16 +300,74 @@ def test_tuned_with_pipeline_and_class_labels():
     oof = np.empty(len(X))
     for tr, te in KFold(5, shuffle=True, random_state=0).split(X):
         oof[te] = clone(pipe).fit(X[tr], y_cls[tr]).score_samples(X[te])
-    assert det.best_threshold_ == pytest.approx(np.quantile(oof, 0.05))
+    assert det.best_threshold_ == pytest.approx(conformal_threshold(oof, 0.05))
     np.testing.assert_array_equal(
         det.predict(X), np.where(det.score_samples(X) >= det.offset_, 1, -1)
     )
 
 
+def test_tuned_contract_from_the_mixin():
+    X, y = _with_ood(seed=4)
+    is_in = y != -1
+    det = TunedThresholdDetectorCV(MahalanobisDetector(), random_state=0)
+    labels = det.fit_predict(X, y)
+    oof_in = det.oof_scores_[is_in]
+    np.testing.assert_allclose(det.calibration_scores_, oof_in)
+    np.testing.assert_array_equal(labels[is_in] == -1, oof_in < det.offset_)
+    np.testing.assert_array_equal(labels[~is_in], det.predict(X[~is_in]))
+    # the share of inliers flagged is the out-of-fold estimate 1 - TPR
+    assert np.mean(labels[is_in] == 1) == pytest.approx(
+        np.mean(oof_in >= det.best_threshold_)
+    )
+    X_new = _inliers(seed=5, n=25)
+    s = det.score_samples(X_new)
+    p = (1 + (oof_in[None, :] <= s[:, None]).sum(1)) / (oof_in.size + 1)
+    np.testing.assert_allclose(det.p_values(X_new), p)
+
+
+# ------------------------------------------- features once for image Pipelines
+def test_tuning_an_image_pipeline_extracts_features_once():
+    X = images(60, seed=0)
+    CountingNet.rows = 0
+    probe = FrozenExtractor(CountingNet(), device="cpu").fit(X)
+    fit_rows = CountingNet.rows  # images fit() runs (a probe of the network)
+    F = probe.transform(X)
+    det = MahalanobisDetector(covariance="ledoit_wolf")
+
+    CountingNet.rows = 0
+    pipe = make_pipeline(FrozenExtractor(CountingNet(), device="cpu"), det)
+    tuned = TunedThresholdDetectorCV(pipe, target_tpr=0.9, random_state=0).fit(X)
+    assert CountingNet.rows == fit_rows + len(X)  # one pass over X, not 6
+    # the same threshold and scores as tuning the detector on the features
+    ref = TunedThresholdDetectorCV(det, target_tpr=0.9, random_state=0).fit(F)
+    np.testing.assert_allclose(tuned.oof_scores_, ref.oof_scores_)
+    assert tuned.offset_ == ref.offset_
+    X_new = images(7, seed=1)
+    np.testing.assert_allclose(
+        tuned.score_samples(X_new), ref.score_samples(probe.transform(X_new))
+    )
+    assert isinstance(tuned.estimator_, Pipeline) and len(tuned.estimator_) == 2
+
+    # a step whose fit learns from the data is refitted on every fold
+    CountingNet.rows = 0
+    learning = make_pipeline(LearningExtractor(CountingNet(), device="cpu"), det)
+    TunedThresholdDetectorCV(learning, target_tpr=0.9, random_state=0).fit(X)
+    # 5 folds (fit + transform of the training part, score of the test part)
+    # and the refit (fit + transform of all rows)
+    assert CountingNet.rows == 6 * (fit_rows + len(X))
+
+
 # ------------------------------------------------------ estimator checks
-# No check is expected to fail: the wrappers have no ``contamination``
-# parameter, so the exact-outlier-count checks that the leave-one-out offsets
-# of the bare detectors fail (tests/test_common.py) do not apply.
+# fit_predict flags the training rows by their calibration scores (not
+# memorised), fit(X).predict(X) scores memorised rows: they differ by design,
+# as for every detector (tests/test_common.py).
+_FIT_PREDICT = {
+    "check_outliers_fit_predict": "fit_predict flags training rows by their "
+    "calibration (leave-one-out / out-of-fold) scores; predict on the memorised "
+    "training rows flags fewer"
+}
+
+
 @parametrize_with_checks(
     [
         FixedThresholdDetector(MahalanobisDetector()),
@@ -253,6 +376,7 @@ def test_tuned_with_pipeline_and_class_labels():
         TunedThresholdDetectorCV(MahalanobisDetector(), random_state=0),
         TunedThresholdDetectorCV(MahalanobisDetector(), cv=3, target_tpr=0.8),
     ],
+    expected_failed_checks=lambda est: _FIT_PREDICT,
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -337,3 +461,20 @@ def test_randomized_search_knn_matches_manual_loop():
     best = max(manual.values())
     assert manual[search.best_params_["n_neighbors"]] == best
     assert search.best_score_ == pytest.approx(max(manual.values()))
+
+
+def test_fixed_around_a_held_out_calibration():
+    # The wrapped detector calibrates on a held-out share (here split
+    # conformal): its calibration scores belong to some rows only, so
+    # fit_predict ranks every row by its score.
+    from sklearn_ood.conformal import ConformalDetector
+
+    X = _inliers(seed=6, n=90)
+    inner = ConformalDetector(KNNDetector(), random_state=0)
+    det = FixedThresholdDetector(inner, threshold=-1.0)
+    labels = det.fit_predict(X)
+    ref = clone(inner).fit(X)
+    np.testing.assert_array_equal(det.calibration_scores_, ref.calibration_scores_)
+    np.testing.assert_array_equal(labels == -1, ref.score_samples(X) < -1.0)
+    X_new = _inliers(seed=7, n=20)
+    np.testing.assert_allclose(det.p_values(X_new), ref.p_values(X_new))
