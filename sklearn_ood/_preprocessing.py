@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import sparse
 from sklearn.base import _fit_context, clone
 from sklearn.utils import check_array, get_tags
