@@ -12,12 +12,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import (
-    check_get_params_invariance,
-    check_no_attributes_set_in_init,
-    check_parameters_default_constructible,
-    check_set_params,
-)
 
 from sklearn_ood import CenterLossDetector
 from sklearn_ood.metrics import auroc, auroc_scorer
@@ -457,17 +451,6 @@ def test_bad_input(data, fitted):
         _detector().fit(bad, y)
     with pytest.raises(ValueError, match="network_kwargs"):
         _detector(network=LeNet(num_classes=3, input_size=SIZE)).fit(X, y)
-
-
-def test_sklearn_api_checks():
-    est = _detector()
-    name = type(est).__name__
-    check_no_attributes_set_in_init(name, est)
-    check_get_params_invariance(name, est)
-    check_set_params(name, est)
-    check_parameters_default_constructible(name, CenterLossDetector())
-    assert set(est._parameter_constraints) == set(est.get_params())
-    assert clone(est).get_params() == est.get_params()
 
 
 def test_fit_does_not_change_parameters(data):

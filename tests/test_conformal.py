@@ -28,7 +28,6 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_ood import KNNDetector, LayerEnsembleDetector, MahalanobisDetector
 from sklearn_ood.base import CalibrationWarning
@@ -330,35 +329,3 @@ def test_fdr_is_controlled_on_simulated_batches(method):
 # --------------------------------------------------------- estimator checks
 # As for every detector with ``contamination`` (tests/test_common.py): predict
 # on the memorised training rows, and fit_predict from calibration scores.
-_EXPECTED = {
-    "check_outliers_train": "predict on memorised training rows flags fewer "
-    "than contamination",
-    "check_outliers_fit_predict": "fit_predict flags training rows by their "
-    "calibration scores, not by predict on memorised rows",
-}
-
-
-_STEP = {
-    "check_methods_subset_invariance": "with method='cross' score_samples is a "
-    "p-value, a step function of the detector's scores: a training row scored "
-    "exactly at its own calibration score changes step with the last-bit BLAS "
-    "rounding of the batch it is scored in"
-}
-
-
-@parametrize_with_checks(
-    [
-        ConformalDetector(MahalanobisDetector(), random_state=0),
-        ConformalDetector(KNNDetector(), method="cross", n_folds=3, random_state=0),
-    ],
-    expected_failed_checks=lambda est: (
-        {**_EXPECTED, **_STEP} if est.method == "cross" else _EXPECTED
-    ),
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
-
-
-def test_constraints_cover_parameters():
-    est = ConformalDetector(KNNDetector())
-    assert set(est._parameter_constraints) == set(est.get_params(deep=False))

@@ -25,16 +25,7 @@ sys.modules["kde_detector"] = kde_detector  # so that pickling finds the class
 _spec.loader.exec_module(kde_detector)
 KDEDetector = kde_detector.KDEDetector
 
-EXPECTED_FAILED_CHECKS = {
-    "check_outliers_train": (
-        "predict on the training rows scores rows the model memorised, so it "
-        "flags fewer than contamination; fit_predict flags exactly that share"
-    ),
-    "check_outliers_fit_predict": (
-        "asserts fit_predict(X) == fit(X).predict(X); fit_predict thresholds "
-        "the calibration scores instead"
-    ),
-}
+from tests._registry import CALIBRATED as EXPECTED_FAILED_CHECKS  # noqa: E402
 
 
 def test_the_page_shows_this_file():

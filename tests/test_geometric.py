@@ -20,12 +20,6 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import check_random_state
-from sklearn.utils.estimator_checks import (
-    check_get_params_invariance,
-    check_no_attributes_set_in_init,
-    check_parameters_default_constructible,
-    check_set_params,
-)
 from torch import nn
 
 from sklearn_ood import DirichletTransformDetector
@@ -545,18 +539,6 @@ def test_bad_input(data):
     X[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         DirichletTransformDetector(**SMALL).fit(X)
-
-
-# ---------------------------------------------------------------- scikit-learn API
-def test_sklearn_api_checks():
-    name = "DirichletTransformDetector"
-    est = DirichletTransformDetector(**SMALL)
-    check_no_attributes_set_in_init(name, est)
-    check_get_params_invariance(name, est)
-    check_set_params(name, est)
-    check_parameters_default_constructible(name, DirichletTransformDetector())
-    assert set(est._parameter_constraints) == set(est.get_params())
-    assert clone(est).get_params() == est.get_params()
 
 
 def test_fit_does_not_change_parameters(data):

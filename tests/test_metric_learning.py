@@ -17,13 +17,6 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import check_random_state
-from sklearn.utils.estimator_checks import (
-    check_get_params_invariance,
-    check_mixin_order,
-    check_no_attributes_set_in_init,
-    check_parameters_default_constructible,
-    check_set_params,
-)
 
 import sklearn_ood._metric_learning as ml_module
 from sklearn_ood import MahalanobisDetector, MetricLearningDetector
@@ -345,22 +338,6 @@ def test_grid_search_over_margin(data):
             expected.append(auroc(y[test] != -1, det.score_samples(X[test])))
         assert_allclose(search.cv_results_["mean_test_score"][i], np.mean(expected))
     assert search.best_estimator_.margin == search.best_params_["margin"]
-
-
-def test_sklearn_api_checks():
-    det = MetricLearningDetector()
-    name = type(det).__name__
-    assert set(det._parameter_constraints) == set(det.get_params())
-    check_no_attributes_set_in_init(name, det)
-    check_get_params_invariance(name, det)
-    check_set_params(name, det)
-    check_parameters_default_constructible(name, det)
-    check_mixin_order(name, det)
-    other = clone(det.set_params(margin=2.0, network=LeNet))
-    assert other.get_params()["margin"] == 2.0 and other.network is LeNet
-    tags = det.__sklearn_tags__()
-    assert tags.estimator_type == "outlier_detector"
-    assert tags.input_tags.three_d_array and not tags.input_tags.two_d_array
 
 
 # --------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_ood import KNNDetector, MahalanobisDetector
 from sklearn_ood.metrics import auroc, tnr_at_95_tpr_scorer, tnr_at_tpr
@@ -355,43 +354,6 @@ def test_tuning_an_image_pipeline_extracts_features_once():
     # 5 folds (fit + transform of the training part, score of the test part)
     # and the refit (fit + transform of all rows)
     assert CountingNet.rows == 6 * (fit_rows + len(X))
-
-
-# ------------------------------------------------------ estimator checks
-# fit_predict flags the training rows by their calibration scores (not
-# memorised), fit(X).predict(X) scores memorised rows: they differ by design,
-# as for every detector (tests/test_common.py).
-_FIT_PREDICT = {
-    "check_outliers_fit_predict": "fit_predict flags training rows by their "
-    "calibration (leave-one-out / out-of-fold) scores; predict on the memorised "
-    "training rows flags fewer"
-}
-
-
-@parametrize_with_checks(
-    [
-        FixedThresholdDetector(MahalanobisDetector()),
-        FixedThresholdDetector(MahalanobisDetector(), target_tpr=0.9),
-        FixedThresholdDetector(MahalanobisDetector(mode="tied"), threshold=-3.0),
-        TunedThresholdDetectorCV(MahalanobisDetector(), random_state=0),
-        TunedThresholdDetectorCV(MahalanobisDetector(), cv=3, target_tpr=0.8),
-    ],
-    expected_failed_checks=lambda est: _FIT_PREDICT,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
-
-
-@pytest.mark.parametrize(
-    "est",
-    [
-        FixedThresholdDetector(MahalanobisDetector()),
-        TunedThresholdDetectorCV(MahalanobisDetector()),
-    ],
-    ids=lambda e: type(e).__name__,
-)
-def test_constraints_cover_parameters(est):
-    assert set(est._parameter_constraints) == set(est.get_params(deep=False))
 
 
 # ------------------------------------------------ search with OOD scorers

@@ -361,11 +361,6 @@ def test_predict_int_labels(data):
     )
 
 
-def test_constraints_cover_parameters():
-    det = KNNDetector()
-    assert set(det._parameter_constraints) == set(det.get_params())
-
-
 # ------------------------------------------------------- extreme values
 @pytest.mark.parametrize("metric", METRICS)
 def test_extreme_float32_values_give_finite_exact_scores(metric):

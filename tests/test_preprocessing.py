@@ -13,7 +13,6 @@ import pytest
 import torch
 from sklearn.model_selection import GridSearchCV, KFold, PredefinedSplit
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from sklearn_ood import KNNDetector, MahalanobisDetector, TorchFeatureExtractor
@@ -316,43 +315,3 @@ def test_kfold_splitter_is_honoured():
     for tr, te in cv.split(X):
         oof[te] = KNNDetector().fit(X[tr]).score_samples(X[te])
     assert det.offset_ == pytest.approx(conformal_threshold(oof, 0.025))
-
-
-# ------------------------------------------------------ estimator checks
-_OOF = "offset_ comes from out-of-fold training scores (not memorised)"
-_FLOAT32 = (
-    "features are float32 (TorchFeatureExtractor's output), whose BLAS rounding "
-    "depends on the number of rows scored at once"
-)
-
-
-def _expected_failed(est):
-    failed = {"check_outliers_train": _OOF, "check_outliers_fit_predict": _OOF}
-    if isinstance(est.detector, MahalanobisDetector):  # float32 matrix products
-        failed["check_methods_subset_invariance"] = _FLOAT32
-    return failed
-
-
-@parametrize_with_checks(
-    [
-        InputPreprocessingDetector(
-            TorchFeatureExtractor(nn.Identity(), device="cpu"),
-            MahalanobisDetector(),
-            epsilon=0.01,
-        ),
-        InputPreprocessingDetector(
-            TorchFeatureExtractor(nn.Identity(), device="cpu"),
-            LayerEnsembleDetector(KNNDetector()),
-            epsilon=0.01,
-            cv=3,
-        ),
-    ],
-    expected_failed_checks=_expected_failed,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
-
-
-def test_constraints_cover_parameters():
-    est = InputPreprocessingDetector(TorchFeatureExtractor(nn.Identity()))
-    assert set(est._parameter_constraints) == set(est.get_params(deep=False))
