@@ -7,6 +7,7 @@ nearest training features, with an exact, chunked, matrix-product search.
 
 from __future__ import annotations
 
+import re
 from numbers import Integral
 
 import numpy as np
@@ -15,19 +16,57 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .base import BaseDetector
-from .parallel import (
+from .nn._device import resolve_device
+from .utils._chunking import _chunk_rows
+from .utils._labels import split_outlier_labels
+from .utils._tensors import (
     TorchInput,
-    check_device_param,
     check_tensor,
     is_tensor,
-    scoring_device,
     tensor_to_numpy,
     torch_chunk,
 )
-from .utils._chunking import _chunk_rows
-from .utils._labels import split_outlier_labels
 
 __all__ = ["KNNDetector"]
+
+# The old device checks, moved here unchanged from parallel.py (now Dask only)
+# until KNNDetector moves to nn._device's DEVICE_CONSTRAINT / compute_device.
+_DEVICE_NAMES = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_device_param(estimator) -> None:
+    """Check the spelling of ``estimator.device`` (no device look-up)."""
+    dev = estimator.device
+    if dev is None:
+        return
+    if isinstance(dev, str) and _DEVICE_NAMES.match(dev.strip().lower()):
+        return
+    if type(dev).__name__ == "device" and type(dev).__module__.startswith("torch"):
+        return
+    raise ValueError(
+        f"The 'device' parameter of {type(estimator).__name__} must be None, "
+        "'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device. Got "
+        f"{dev!r} instead."
+    )
+
+
+def scoring_device(estimator, X=None):
+    """The torch device to score ``X`` on, or None for the NumPy path.
+
+    ``device=None``: the tensor's device for a tensor, NumPy otherwise;
+    ``"auto"``: CUDA when available, else as None; anything else: that device
+    (CUDA falls back to the CPU with a warning where there is none).
+    """
+    check_device_param(estimator)
+    dev = estimator.device
+    if dev is None or (isinstance(dev, str) and dev.strip().lower() == "auto"):
+        if dev is not None:
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.device("cuda")
+        return X.device if is_tensor(X) else None
+    return resolve_device(dev)
 
 
 def _unit_rows(X):

@@ -177,5 +177,6 @@ def test_modules_import_without_dask(monkeypatch):
             f"sklearn_ood._without_dask_{module_name}", path
         )
         module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, module)  # for its dataclasses
         spec.loader.exec_module(module)  # raises ImportError on any dask import
     assert callable(module.KNNDetector)
