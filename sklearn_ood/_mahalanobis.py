@@ -182,8 +182,8 @@ class MahalanobisDetector(BaseDetector):
           ``-EmpiricalCovariance().fit(X).mahalanobis(X_new)``. Only the
           (numerically) zero-variance directions are ignored; small but
           non-zero variances weigh fully, which makes the score sensitive to
-          rounding along them. Float32 features are accumulated and scored in
-          float64 in this setting.
+          rounding along them. Float32 features are accumulated in float64 in
+          this setting (float32 rounding would read as variance).
     contamination : "auto" or float, default="auto"
         Share of new normal samples that ``predict`` flags (see
         :mod:`sklearn_ood.base`), set from the calibration scores of the
@@ -196,8 +196,8 @@ class MahalanobisDetector(BaseDetector):
         a machine without CUDA falls back to the CPU with a
         :class:`~sklearn_ood.nn.DeviceWarning`. NumPy input computed on the CPU
         uses NumPy; a torch tensor is scored with torch (on its own GPU under
-        ``"auto"``), and so is anything computed on a GPU. The torch path
-        multiplies in float32 where that is accurate (see Notes) and returns
+        ``"auto"``), and so is anything computed on a GPU. Both paths multiply
+        in the input's precision where that is accurate (see Notes) and return
         float64 NumPy scores; fitting always runs in NumPy.
 
     Attributes

@@ -34,13 +34,20 @@ __all__ = [
 _EPS = float(np.finfo(np.float64).eps)
 
 # ------------------------------------------------------------ BLAS threads
-_BLAS_LOCK = threading.Lock()
-_BLAS = {"depth": 0, "limiter": None, "controller": None}
+_CONTROLLER_LOCK = threading.Lock()
+_CONTROLLER: list = []  # one ThreadpoolController, created on first use
+
+
+def _controller() -> ThreadpoolController:
+    with _CONTROLLER_LOCK:
+        if not _CONTROLLER:
+            _CONTROLLER.append(ThreadpoolController())  # ~1 ms: created once
+        return _CONTROLLER[0]
 
 
 @contextmanager
 def single_blas_thread():
-    """Run the enclosed LAPACK calls on one BLAS thread; restore the limits after.
+    """Run the enclosed LAPACK calls on one BLAS thread; restore the limit after.
 
     A symmetric eigen-decomposition is thousands of small, memory-bound BLAS
     calls (the tridiagonal reduction), and OpenBLAS synchronises its threads
@@ -49,24 +56,18 @@ def single_blas_thread():
     took 7.3 s on 2 threads and 0.76 s on 1 (2 cores, another busy process),
     and a Ledoit-Wolf fit of 400 x 1280 features (six decompositions) 37-52 s
     instead of 2.3 s. One thread loses little on a quiet machine (the
-    reduction is bound by memory bandwidth). The limit is reference-counted
-    under a lock, so concurrent fits in threads restore the original limits
-    exactly once, when the last one leaves.
+    reduction is bound by memory bandwidth).
+
+    OpenBLAS's thread count is process-wide, so only the main thread limits
+    it (through threadpoolctl, which restores it on exit); in other threads
+    (concurrent fits) this is a no-op, so that no thread restores a limit
+    another one set.
     """
-    with _BLAS_LOCK:
-        if _BLAS["depth"] == 0:
-            if _BLAS["controller"] is None:
-                _BLAS["controller"] = ThreadpoolController()
-            _BLAS["limiter"] = _BLAS["controller"].limit(limits=1, user_api="blas")
-        _BLAS["depth"] += 1
-    try:
+    if threading.current_thread() is not threading.main_thread():
         yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS["depth"] -= 1
-            if _BLAS["depth"] == 0:
-                _BLAS["limiter"].restore_original_limits()
-                _BLAS["limiter"] = None
+        return
+    with _controller().limit(limits=1, user_api="blas"):
+        yield
 
 
 # --------------------------------------------------------------- shrinkage
@@ -230,15 +231,20 @@ def gaussian_from_scatter(
         cov, eig, W, floored, W_loo = p.cov, p.eig, p.W, p.floored, p.W_loo
         triangular = p.triangular
     if unit != 1.0:  # back to the data's unit (exact: unit is a power of two)
-        cov, eig, W = cov * unit**2, eig * unit**2, W * (1.0 / unit)
-        W_loo = None if W_loo is None else W_loo * (1.0 / unit)
+        cov = cov * unit**2
+        if spec.covariance != "identity":  # the Euclidean model has no scale
+            eig, W = eig * unit**2, W * (1.0 / unit)
+            W_loo = None if W_loo is None else W_loo * (1.0 / unit)
     components = None
     if spec.components is not None:
         components = slice(*spec.components)
     used = eig[..., components] if components is not None else eig
     used = used[used > 0]
     ratio = used.min() / used.max() if used.size else 1.0
-    float32_safe = bool(ratio >= FLOAT32_MIN_EIGENVALUE_RATIO)
+    # The Euclidean model does not whiten: rows decomposed in another unit (far
+    # from 1) keep that magnitude, whose squares float32 cannot hold.
+    euclid_scaled = spec.covariance == "identity" and unit != 1.0
+    float32_safe = bool(ratio >= FLOAT32_MIN_EIGENVALUE_RATIO) and not euclid_scaled
     single = dtype == np.float32 and float32_safe
     return GaussianModel(
         means=np.asarray(means, dtype=np.float64),
@@ -341,9 +347,11 @@ def estimate_gaussian(X, y_idx, n_classes: int, spec: GaussianSpec) -> GaussianM
     diag = np.diagonal(A, axis1=-2, axis2=-1)
     lo, hi = _SAFE_DIAGONAL[np.dtype(work)]
     top = float(np.max(diag)) if np.all(np.isfinite(A)) else np.inf
-    if not (top == 0.0 or lo <= top <= hi) or not np.isfinite(s4).all():
-        unit = safe_unit(_peak_residual(X, y_idx, means))
-        A, s4 = _scatter(X, y_idx, means, spec.per_class, np.float64, unit, fourth)
+    if not (lo <= top <= hi) or not np.isfinite(s4).all():
+        peak = _peak_residual(X, y_idx, means)  # 0: constant rows, nothing to fix
+        if peak > 0.0:
+            unit = safe_unit(peak)
+            A, s4 = _scatter(X, y_idx, means, spec.per_class, np.float64, unit, fourth)
     return gaussian_from_scatter(means, counts, A, s4, unit, spec, X.dtype)
 
 

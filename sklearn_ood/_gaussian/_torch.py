@@ -1,7 +1,8 @@
 """Squared Mahalanobis distances with torch, on any device, and a differentiable score.
 
-The products run in float32 when the model allows it (``float32_safe``: an
-eigenvalue ratio of at most 1e6) and in float64 otherwise. Rows are centred in
+The products run in the input's precision: float32 for float32 input when the
+model allows it (``float32_safe``: an eigenvalue ratio of at most 1e6), float64
+otherwise. Rows are centred in
 their own precision and expressed in the model's unit (a power of two) before
 they are cast, so features far beyond float32's range (1e150 in float64) are
 scored in float32 without overflow; a chunk whose float32 distances overflow is
@@ -86,6 +87,13 @@ def _input_dtype(X):
     return torch.float64 if X.dtype == np.float64 else torch.float32
 
 
+def _precision(model: GaussianModel, input_dtype):
+    """Products in the input's precision where float32 is accurate, else float64."""
+    if input_dtype == torch.float32 and model.float32_safe:
+        return torch.float32
+    return torch.float64
+
+
 def squared_distances_torch(model: GaussianModel, X, device):
     """:func:`~sklearn_ood._gaussian._distances.squared_distances` with torch.
 
@@ -93,7 +101,7 @@ def squared_distances_torch(model: GaussianModel, X, device):
     distances come back as float64 NumPy arrays.
     """
     n, d = X.shape
-    dtype = torch.float32 if model.float32_safe else torch.float64
+    dtype = _precision(model, _input_dtype(X))
     arrays = {dtype: _Arrays(model, device, dtype)}
     K = model.n_classes
     full = model.chooses_by_full_distance
@@ -140,7 +148,7 @@ def score_torch(model: GaussianModel, F):
             D, D_full = squared_distances_torch(model, F.detach(), device)
         nearest = (D if D_full is None else D_full).argmin(axis=1)
         c = torch.as_tensor(nearest, device=device)
-    dtype = torch.float32 if model.float32_safe else torch.float64
+    dtype = _precision(model, F.dtype)
     for attempt in (dtype, torch.float64):
         score = _score_rows(model, F, c, attempt)
         if bool(torch.isfinite(score.detach()).all()):
