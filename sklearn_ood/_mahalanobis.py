@@ -59,8 +59,8 @@ def _fit_rows(X, y_idx, n_classes: int, spec: GaussianSpec):
     """The model of the rows ``X`` and their calibration scores."""
     labels = y_idx if n_classes > 1 else None
     if spec.closed_form_loo:
-        model = estimate_gaussian(X, y_idx, n_classes, spec)
-        scores = leave_one_out_scores(model, X, y_idx)
+        model, R = estimate_gaussian(X, y_idx, n_classes, spec, return_residual=True)
+        scores = leave_one_out_scores(model, X, y_idx, residual=R)
         if scores is not None:
             return model, scores
         statistics = GaussianStatistics.of_rows(X, labels)

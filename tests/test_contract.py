@@ -161,6 +161,7 @@ DETECTORS = [
     MahalanobisDetector(mode="per_class", covariance="oas"),
     MahalanobisDetector(mode="partial", components=(1, None), contamination=0.1),
     MahalanobisDetector(covariance="identity", contamination=0.5),
+    MahalanobisDetector(eigenvalue_floor="pinv", mode="tied", components=(1, None)),
 ]
 
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..stats._moments import Moments, pool_moments
-from ._distances import distance_scores, squared_distances
+from ._distances import distance_scores, squared_distances, whiten
 from ._estimate import gaussian_from_moments
 from ._model import GaussianModel, GaussianSpec
 
@@ -32,7 +32,22 @@ def calibration_folds(index, n_rows: int):
     return np.asarray(index) % min(N_FOLDS, int(n_rows))
 
 
-def leave_one_out_scores(model: GaussianModel, X, y_idx):
+def _in_sample_distances(model: GaussianModel, X, residual):
+    """Distances of the training rows, whitening ``residual`` in place if given."""
+    if (
+        residual is not None
+        and model.n_classes == 1
+        and residual.dtype == model.dtype
+        and residual.shape == X.shape
+    ):
+        Z = whiten(residual, model.prepared(model.dtype))
+        D = np.einsum("ij,ij->i", Z, Z)[:, None].astype(np.float64)
+        if np.all(np.isfinite(D)):
+            return D
+    return squared_distances(model, X)[0]
+
+
+def leave_one_out_scores(model: GaussianModel, X, y_idx, residual=None):
     """Leave-one-out scores of training rows by a rank-one (Sherman-Morrison) update.
 
     Removing row ``i`` of class ``c`` (``n_c`` rows, ``n`` in all) with
@@ -61,6 +76,9 @@ def leave_one_out_scores(model: GaussianModel, X, y_idx):
         Training rows of the model.
     y_idx : ndarray of shape (n_samples,)
         Class index of each row.
+    residual : ndarray of shape (n_samples, n_features), default=None
+        ``X - means[0]`` in the model's precision (one-class models), which
+        spares recomputing it; overwritten.
 
     Returns
     -------
@@ -73,7 +91,7 @@ def leave_one_out_scores(model: GaussianModel, X, y_idx):
     n_c = counts[y_idx].astype(np.float64)
     if np.any(n_c < 2):
         return None
-    D, _ = squared_distances(model, X)
+    D = _in_sample_distances(model, X, residual)
     rows = np.arange(D.shape[0])
     b = n_c / (n_c - 1.0)
     if model.identity:

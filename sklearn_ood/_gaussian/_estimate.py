@@ -49,14 +49,17 @@ def _controller() -> ThreadpoolController:
 def single_blas_thread():
     """Run the enclosed LAPACK calls on one BLAS thread; restore the limit after.
 
-    A symmetric eigen-decomposition is thousands of small, memory-bound BLAS
-    calls (the tridiagonal reduction), and OpenBLAS synchronises its threads
-    in each. On a machine where another process occupies a core, every
-    synchronisation waits for a scheduler time slice: a 1280 x 1280 ``eigh``
-    took 7.3 s on 2 threads and 0.76 s on 1 (2 cores, another busy process),
-    and a Ledoit-Wolf fit of 400 x 1280 features (six decompositions) 37-52 s
-    instead of 2.3 s. One thread loses little on a quiet machine (the
-    reduction is bound by memory bandwidth).
+    Used around the ``d x d`` factorisations (eigen-decomposition, Cholesky,
+    triangular inverse), never around the ``n x d`` products. A symmetric
+    eigen-decomposition is thousands of small, memory-bound BLAS calls (the
+    tridiagonal reduction), and OpenBLAS (pthreads) synchronises its threads
+    in each by spinning; when other processes occupy the cores, every
+    synchronisation waits for a scheduler time slice. Measured on 2 cores
+    under load: a 1280 x 1280 ``eigh`` took 7.3 s on 2 threads and 0.76 s on
+    1; the issue reports a Ledoit-Wolf fit of 400 x 1280 features (six
+    decompositions) at 37-52 s instead of 2.3 s. The factorisations are
+    cheap next to the products (``d^3`` against ``n d^2``), so one thread
+    costs little on a quiet machine.
 
     OpenBLAS's thread count is process-wide, so only the main thread limits
     it (through threadpoolctl, which restores it on exit); in other threads
@@ -145,11 +148,15 @@ def _decompose(cov, n, scatter, s4, spec: GaussianSpec) -> _Part:
         # inverse Cholesky factor (same distances; an upper triangular W lets
         # scoring use TRMM at half the cost of a GEMM).
         try:
-            L = linalg.cholesky(cov, lower=True)
+            with single_blas_thread():
+                L = linalg.cholesky(cov, lower=True)
+                L_inv, info = linalg.lapack.dtrtri(L, lower=1)
+            if info != 0:
+                raise linalg.LinAlgError("singular Cholesky factor")
+            W = L_inv.T
         except linalg.LinAlgError:  # indefinite in rounding: use the eigenbasis
             pass
         else:
-            W = linalg.solve_triangular(L, np.eye(d), lower=True).T
             return _Part(cov, eig, np.triu(W), triangular=True)
     if vecs is None:  # floored: the eigenvectors are needed after all
         eig, vecs = _eigh(cov, vectors=True)
@@ -312,7 +319,10 @@ def _scatter(X, y_idx, means, per_class: bool, work, unit: float, fourth: bool):
                     s4[c] += float(sq @ sq)
                 else:
                     s4 += float(sq @ sq)
-    return A, s4
+    # The residuals of the one-class model in one chunk, for the caller to
+    # reuse (the leave-one-out distances of the same rows).
+    whole = n_classes == 1 and step >= X.shape[0] and unit == 1.0
+    return A, s4, (R if whole else None)
 
 
 def _peak_residual(X, y_idx, means):
@@ -325,7 +335,9 @@ def _peak_residual(X, y_idx, means):
     return peak
 
 
-def estimate_gaussian(X, y_idx, n_classes: int, spec: GaussianSpec) -> GaussianModel:
+def estimate_gaussian(
+    X, y_idx, n_classes: int, spec: GaussianSpec, *, return_residual=False
+):
     """The Gaussian model of training rows ``X`` with class indices ``y_idx``.
 
     The scatter is accumulated in the rows' precision (float64 where
@@ -334,6 +346,11 @@ def estimate_gaussian(X, y_idx, n_classes: int, spec: GaussianSpec) -> GaussianM
     whose squares overflow or underflow, float64 values of 1e150) are
     accumulated in float64 in a power-of-two unit instead, so the model is
     finite for any finite input.
+
+    With ``return_residual``, returns ``(model, R)``: ``R`` is the array of
+    centred rows ``X - means[0]`` the scatter was computed from (its own
+    buffer, in the scatter's precision) when the model has one class and the
+    rows fit in one chunk, else None.
     """
     counts = np.bincount(y_idx, minlength=n_classes)
     means = class_means(X, y_idx, n_classes)
@@ -343,7 +360,7 @@ def estimate_gaussian(X, y_idx, n_classes: int, spec: GaussianSpec) -> GaussianM
     # Overflow is possible for extreme rows; it is detected below and the
     # scatter recomputed in float64 in a safe unit.
     with np.errstate(over="ignore", invalid="ignore"):
-        A, s4 = _scatter(X, y_idx, means, spec.per_class, work, unit, fourth)
+        A, s4, R = _scatter(X, y_idx, means, spec.per_class, work, unit, fourth)
     diag = np.diagonal(A, axis1=-2, axis2=-1)
     lo, hi = _SAFE_DIAGONAL[np.dtype(work)]
     top = float(np.max(diag)) if np.all(np.isfinite(A)) else np.inf
@@ -351,8 +368,11 @@ def estimate_gaussian(X, y_idx, n_classes: int, spec: GaussianSpec) -> GaussianM
         peak = _peak_residual(X, y_idx, means)  # 0: constant rows, nothing to fix
         if peak > 0.0:
             unit = safe_unit(peak)
-            A, s4 = _scatter(X, y_idx, means, spec.per_class, np.float64, unit, fourth)
-    return gaussian_from_scatter(means, counts, A, s4, unit, spec, X.dtype)
+            A, s4, R = _scatter(
+                X, y_idx, means, spec.per_class, np.float64, unit, fourth
+            )
+    model = gaussian_from_scatter(means, counts, A, s4, unit, spec, X.dtype)
+    return (model, R) if return_residual else model
 
 
 def gaussian_from_moments(moments: Moments, spec: GaussianSpec, dtype) -> GaussianModel:
