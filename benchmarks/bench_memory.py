@@ -36,8 +36,6 @@ import platform
 import subprocess
 import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 MiB = 2**20
 
 
@@ -110,9 +108,9 @@ def run_case(case):
 
 
 CASES = [
-    ("MahalanobisDetector", "maha", None, 64),
-    ("MahalanobisDetector", "maha", None, 256),
-    ("MahalanobisDetector", "maha", None, 1024),
+    ("MahalanobisDetector", "maha", "auto", 64),
+    ("MahalanobisDetector", "maha", "auto", 256),
+    ("MahalanobisDetector", "maha", "auto", 1024),
     ('MahalanobisDetector(device="cpu")', "maha", "cpu", 256),
     ("KNNDetector, 20,000 reference rows", "knn", None, 64),
     ("KNNDetector, 20,000 reference rows", "knn", None, 256),

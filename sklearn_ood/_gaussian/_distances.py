@@ -111,7 +111,10 @@ def squared_distances(model: GaussianModel, X, *, dtype=None):
     full = model.chooses_by_full_distance
     D = np.empty((n, K))
     D_full = np.empty((n, K)) if full else None
-    row_bytes = 8 * (d + 2 * r + 4 * K)
+    # Temporaries per row: the centred row and its whitened image in the
+    # products' precision; the float64 distances (and, with several classes
+    # and one whitening, the float64 whitened row).
+    row_bytes = p.dtype.itemsize * (d + r) + 8 * (4 * K + (r if K > 1 else 0))
     step = _chunk_rows(n, row_bytes)
     for start in range(0, n, step):
         sl = slice(start, start + step)
