@@ -17,7 +17,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from ._gaussian import (
     PINV,
@@ -25,21 +25,17 @@ from ._gaussian import (
     GaussianSpec,
     GaussianStatistics,
     OffsetSample,
-    calibration_folds,
     distance_scores,
-    estimate_gaussian,
-    gaussian_from_moments,
-    leave_one_out_scores,
-    out_of_fold_scores,
+    fit_from_statistics,
+    fit_gaussian,
+    inlier_rows,
     score_torch,
     squared_distances,
     squared_distances_torch,
 )
 from .base import BaseDetector
 from .nn._device import DEVICE_CONSTRAINT, compute_device
-from .stats._moments import pool_moments
 from .utils._labels import split_outlier_labels
-from .utils._numeric import check_feature_range
 from .utils._tensors import TorchInput, check_tensor, is_tensor
 
 __all__ = ["MahalanobisDetector"]
@@ -53,71 +49,6 @@ class _Stream:
     sample: OffsetSample
     mode: str
     n_seen: int
-
-
-def _fit_rows(X, y_idx, n_classes: int, spec: GaussianSpec):
-    """The model of the rows ``X`` and their calibration scores."""
-    labels = y_idx if n_classes > 1 else None
-    if spec.closed_form_loo:
-        model, R = estimate_gaussian(X, y_idx, n_classes, spec, return_residual=True)
-        scores = leave_one_out_scores(model, X, y_idx, residual=R)
-        if scores is not None:
-            return model, scores
-        statistics = GaussianStatistics.of_rows(X, labels)
-    else:  # out-of-fold: one pass of per-fold moments gives every model
-        statistics = GaussianStatistics.of_rows(X, labels)
-        model = gaussian_from_moments(pool_moments(statistics.moments), spec, X.dtype)
-    fold = calibration_folds(np.arange(X.shape[0]), X.shape[0])
-    return model, out_of_fold_scores(statistics.moments, model, spec, X, fold)
-
-
-def _calibration_scores(model, spec, statistics, X, y_idx, index, closed_form):
-    """Calibration scores of training rows ``X`` (training indices ``index``).
-
-    Closed-form leave-one-out when ``closed_form`` (None where undefined),
-    else out-of-fold from the per-fold statistics.
-    """
-    if closed_form:
-        return leave_one_out_scores(model, X, y_idx)
-    fold = calibration_folds(index, statistics.n_rows)
-    return out_of_fold_scores(statistics.moments, model, spec, X, fold)
-
-
-def _inlier_rows(X, y, labelled: bool):
-    """Validated rows of a block without its known outliers, and their labels."""
-    X = check_feature_range(check_array(X, dtype=[np.float64, np.float32]))
-    y_in, outliers = split_outlier_labels(y, X.shape[0])
-    if outliers.any():
-        X = X[~outliers]
-    return X, (y_in if labelled else None)
-
-
-@dataclass(frozen=True)
-class _Calibrator:
-    """Calibration scores of training rows under a model fitted from statistics.
-
-    Picklable, so that a Dask worker can score its block of training rows.
-    """
-
-    model: GaussianModel
-    spec: GaussianSpec
-    statistics: GaussianStatistics
-    closed_form: bool
-
-    def scores(self, X, labels, index):
-        """Scores of validated in-distribution rows with training indices ``index``."""
-        if self.statistics.labelled:
-            y_idx = np.searchsorted(self.statistics.classes, labels)
-        else:
-            y_idx = np.zeros(X.shape[0], dtype=np.intp)
-        return _calibration_scores(
-            self.model, self.spec, self.statistics, X, y_idx, index, self.closed_form
-        )
-
-    def __call__(self, X, y, start: int):
-        """Scores of the in-distribution rows of a raw block (first one: ``start``)."""
-        X, labels = _inlier_rows(X, y, self.statistics.labelled)
-        return self.scores(X, labels, start + np.arange(X.shape[0], dtype=np.int64))
 
 
 class MahalanobisDetector(BaseDetector):
@@ -272,7 +203,7 @@ class MahalanobisDetector(BaseDetector):
     ``offset_`` equals ``fit``'s up to 20,000 rows and is a percentile of a
     sample of at least 10,000 of them beyond. The same statistics are the
     detector's *mergeable-statistics protocol* (:meth:`block_statistics`,
-    :meth:`GaussianStatistics.merge`, :meth:`fit_from_statistics`), with
+    the statistics' ``merge``, :meth:`fit_from_statistics`), with
     which :func:`sklearn_ood.parallel.fit_dask` fits on a Dask array.
 
     References
@@ -402,7 +333,7 @@ class MahalanobisDetector(BaseDetector):
         else:
             classes, y_idx = np.array([0]), np.zeros(X.shape[0], dtype=np.intp)
         self._check_counts(np.bincount(y_idx, minlength=len(classes)), classes)
-        model, scores = _fit_rows(X, y_idx, len(classes), spec)
+        model, scores = fit_gaussian(X, y_idx, len(classes), spec)
         self._commit(classes, model)
         return scores
 
@@ -598,22 +529,8 @@ class MahalanobisDetector(BaseDetector):
         return self
 
     def _model_and_scores(self, spec, statistics, map_blocks):
-        """The model of merged statistics and the calibration scores of its rows.
-
-        ``map_blocks(calibrator)`` returns ``calibrator``'s scores of every
-        block of training rows, in order (a list). Closed-form leave-one-out
-        scores are used where ``fit`` would use them (defined for every block),
-        else out-of-fold scores from the per-fold statistics.
-        """
         self._check_counts(statistics.class_counts, statistics.classes)
-        total = pool_moments(statistics.moments)
-        model = gaussian_from_moments(total, spec, statistics.dtype)
-        for closed_form in (True, False) if spec.closed_form_loo else (False,):
-            calibrator = _Calibrator(model, spec, statistics, closed_form)
-            parts = map_blocks(calibrator)
-            if all(part is not None for part in parts):
-                break
-        return model, np.concatenate(parts)
+        return fit_from_statistics(statistics, spec, map_blocks)
 
     # ---------------------------------------- mergeable-statistics protocol
     def block_statistics(self, X, y=None, *, start=0):
@@ -652,7 +569,7 @@ class MahalanobisDetector(BaseDetector):
         100
         """
         self._validate_params()
-        X, labels = _inlier_rows(X, y, self._labelled(y))
+        X, labels = inlier_rows(X, y, self._labelled(y))
         return GaussianStatistics.of_rows(X, labels, start)
 
     def fit_from_statistics(self, statistics, X_head, map_blocks):

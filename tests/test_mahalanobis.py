@@ -272,6 +272,15 @@ def test_shrinkage_matches_sklearn_marginal(covariance, estimator):
     )
 
 
+@pytest.mark.parametrize("covariance", ["empirical", "ledoit_wolf", "identity"])
+def test_per_class_without_labels_equals_marginal(covariance):
+    # One class with its own covariance is the marginal model.
+    det = MahalanobisDetector(mode="per_class", covariance=covariance).fit(X_TRAIN)
+    ref = MahalanobisDetector(covariance=covariance).fit(X_TRAIN)
+    assert_allclose(det.score_samples(X_TEST), ref.score_samples(X_TEST), rtol=RTOL)
+    assert det.offset_ == pytest.approx(ref.offset_, rel=RTOL)
+
+
 def test_tied_without_labels_equals_marginal():
     tied = MahalanobisDetector(mode="tied", contamination=0.1).fit(X_TRAIN)
     marg = MahalanobisDetector(contamination=0.1).fit(X_TRAIN)

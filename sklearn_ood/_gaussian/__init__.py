@@ -13,7 +13,8 @@ with :class:`~sklearn.covariance.EmpiricalCovariance`:
   in-place triangular product) and torch (any device, and a differentiable
   score);
 - ``_calibration``: closed-form leave-one-out and out-of-fold calibration
-  scores;
+  scores; ``_fit``: a model with its calibration scores, from rows or from
+  merged statistics;
 - ``_statistics``: mergeable per-(fold, class) statistics for streaming and
   Dask fits.
 
@@ -33,6 +34,7 @@ from ._estimate import (
     oas_shrinkage,
     single_blas_thread,
 )
+from ._fit import Calibrator, fit_from_statistics, fit_gaussian, inlier_rows
 from ._model import PINV, GaussianModel, GaussianSpec
 from ._statistics import GaussianStatistics, OffsetSample
 from ._torch import score_torch, squared_distances_torch
@@ -40,6 +42,7 @@ from ._torch import score_torch, squared_distances_torch
 __all__ = [
     "N_FOLDS",
     "PINV",
+    "Calibrator",
     "GaussianModel",
     "GaussianSpec",
     "GaussianStatistics",
@@ -47,7 +50,10 @@ __all__ = [
     "calibration_folds",
     "distance_scores",
     "estimate_gaussian",
+    "fit_from_statistics",
+    "fit_gaussian",
     "gaussian_from_moments",
+    "inlier_rows",
     "leave_one_out_scores",
     "oas_shrinkage",
     "out_of_fold_scores",

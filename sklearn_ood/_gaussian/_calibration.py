@@ -37,6 +37,7 @@ def _in_sample_distances(model: GaussianModel, X, residual):
     if (
         residual is not None
         and model.n_classes == 1
+        and model.whitening.ndim == 2
         and residual.dtype == model.dtype
         and residual.shape == X.shape
     ):
