@@ -960,3 +960,28 @@ def test_concurrent_fits_restore_blas_threads():
     with single_blas_thread():
         assert all(n == 1 for _, n in _blas_threads())
     assert _blas_threads() == before
+
+
+# --------------------------------------------------------------------------
+# the speed benchmark's harness (a smoke run at a tiny size)
+# --------------------------------------------------------------------------
+def test_bench_mahalanobis_smoke(capsys, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_mahalanobis.py"
+    spec = importlib.util.spec_from_file_location("bench_mahalanobis", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_mahalanobis", bench)
+    spec.loader.exec_module(bench)
+    bench.main(["--n", "400", "--d", "8", "--repeat", "2", "--mcd-rows", "100"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| sklearn-ood")]
+    assert len(rows) == 2  # the default and the pseudo-inverse
+    for row in rows:
+        ratio = float(row.split("|")[4].strip().rstrip("x"))
+        error = float(row.split("|")[5])
+        # float32 scores vs a float64 reference: eps32 * d * sqrt(kappa) with
+        # kappa = d = 8 (the benchmark's spectrum 1 / (1 + i)): ~3e-6
+        assert ratio > 0 and error < 1e-4
