@@ -27,8 +27,8 @@ Contenders (peers are skipped, with a note, when they do not install):
   ``--mcd-rows`` rows only and its time is reported for that size.
 
 ``--threads-probe`` adds the measurement behind the library's BLAS thread
-management: a Ledoit-Wolf fit of 400 x 1280 features (six eigen-decompositions
-of 1280 x 1280: the full fit and five out-of-fold fits) as shipped (one BLAS
+management: a Ledoit-Wolf fit of 400 x 1280 features (six factorisations of
+1280 x 1280: the full fit and five out-of-fold fits) as shipped (one BLAS
 thread around the factorisations) and with that limit switched off, each with
 and without a busy background process.
 
@@ -259,7 +259,7 @@ def threads_probe(args):
 
     print(
         "\nLedoit-Wolf fit, 400 x 1280 float32 (six 1280 x 1280 "
-        "eigen-decompositions); best of "
+        "factorisations); best of "
         f"{args.repeat}, interleaved\n"
     )
     print("| background | shipped: 1 BLAS thread for factorisations (s) | "
