@@ -1,40 +1,66 @@
 """MahalanobisDetector fit + score speed against a bare NumPy lower bound and peers.
 
 Fits on ``n`` training rows and scores ``n`` other rows of ``d`` float32
-features (default 50,000 x 512), side by side in one run: each contender is
-run ``--repeat`` times in interleaved order and its best time is reported.
+features (default 50,000 x 512), side by side in one run: every repeat runs
+each contender once, in a rotated order (so no contender always runs first or
+after the same one), and the best and the median of the repeats are reported,
+with each contender's ratio to the Cholesky bound.
+
+This is a plain script: it sets no thread or OpenMP environment variable
+(``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``) and warns
+when the environment has one, so its numbers are what a user's own script
+gets. ``--busy K`` starts K busy background processes for the whole run (a
+machine shared with other work).
 
 Contenders (peers are skipped, with a note, when they do not install):
 
-- ``numpy-eigh``/``numpy-cholesky``: the lower bound. Mean, centred covariance
-  (one SYRK), decomposition, and one GEMM for the scores; no validation, no
-  offset, no chunking.
+- ``numpy-cholesky``/``numpy-eigh``: the lower bounds. Mean, centred
+  covariance (one SYRK), a Cholesky (or eigen) factorisation, and one GEMM
+  for the scores; no validation, no calibration pass, no chunking.
 - ``sklearn-ood``: ``MahalanobisDetector().fit(X).score_samples(X_test)``,
-  including input validation and the leave-one-out training scores that set
-  ``offset_`` (an extra GEMM over the training rows that the bound skips).
+  including input validation and the leave-one-out pass over the training
+  rows that sets ``offset_`` (which the bounds skip). ``sklearn-ood pinv`` is
+  the same with ``eigenvalue_floor="pinv"`` (the papers' pseudo-inverse).
 - ``sklearn EmpiricalCovariance``: ``fit(X)`` then ``mahalanobis(X_test)``.
 - ``pytorch-ood Mahalanobis``: ``fit_features`` / ``predict_features`` on CPU.
 - ``PyOD MCD``: robust covariance; minutes at full size, so it runs on
   ``--mcd-rows`` rows only and its time is reported for that size.
 
+``--threads-probe`` adds the measurement behind the library's BLAS thread
+management: a Ledoit-Wolf fit of 400 x 1280 features (six factorisations of
+1280 x 1280: the full fit and five out-of-fold fits) as shipped (one BLAS
+thread around the factorisations) and with that limit switched off, each with
+and without a busy background process.
+
 Usage::
 
-    python benchmarks/bench_mahalanobis.py [--n 50000] [--d 512] [--repeat 3]
+    python benchmarks/bench_mahalanobis.py [--n 50000] [--d 512] [--repeat 5]
+        [--busy 0] [--threads-probe]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
+import subprocess
+import sys
 import time
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 from scipy import linalg
+from threadpoolctl import threadpool_info
 
 from sklearn_ood import MahalanobisDetector
+
+THREAD_VARIABLES = (
+    "OMP_WAIT_POLICY",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+)
 
 
 def make_data(n, d, seed=0):
@@ -71,6 +97,10 @@ def ours(X, Xt):
     return MahalanobisDetector().fit(X).score_samples(Xt)
 
 
+def ours_pinv(X, Xt):
+    return MahalanobisDetector(eigenvalue_floor="pinv").fit(X).score_samples(Xt)
+
+
 def sklearn_empirical(X, Xt):
     from sklearn.covariance import EmpiricalCovariance
 
@@ -95,85 +125,172 @@ def pyod_mcd(X, Xt):
     return -det.decision_function(Xt)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=50_000)
-    parser.add_argument("--d", type=int, default=512)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--mcd-rows", type=int, default=2_000)
-    args = parser.parse_args(argv)
+@contextlib.contextmanager
+def busy_processes(k):
+    """``k`` background processes that spin for as long as the block runs."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(k)
+    ]
+    try:
+        time.sleep(0.5 if k else 0.0)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
+
+def _why_not(module):
+    try:
+        __import__(module)
+    except Exception as exc:  # any failure means "not run"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return None
+
+
+def header(args):
+    env = {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}
+    blas = sorted(
+        {
+            f"{i['internal_api']} {i['architecture']} "
+            f"{i['threading_layer']} {i['num_threads']} threads"
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        }
+    )
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f}, BLAS: {'; '.join(blas)}, "
+        f"{args.busy} busy background process(es)"
+    )
+    if env:
+        print(f"WARNING: thread variables set in the environment: {env}")
+    else:
+        print("no thread or OpenMP environment variable set (plain script)")
+
+
+def speed(args):
     X, Xt = make_data(args.n, args.d)
     ref = (
         -MahalanobisDetector(eigenvalue_floor=0)
         .fit(X.astype(np.float64))
         .mahalanobis(Xt.astype(np.float64))
     )
-
     contenders = {
-        "numpy-eigh (lower bound)": numpy_eigh,
         "numpy-cholesky (lower bound)": numpy_cholesky,
+        "numpy-eigh (lower bound)": numpy_eigh,
         "sklearn-ood MahalanobisDetector": ours,
+        "sklearn-ood MahalanobisDetector(eigenvalue_floor='pinv')": ours_pinv,
         "sklearn EmpiricalCovariance": sklearn_empirical,
         "pytorch-ood Mahalanobis": run_pytorch_ood,
     }
-    times = {name: [] for name in contenders}
-    accuracy, skipped = {}, {}
-    for name in list(contenders):
-        if name.startswith("pytorch-ood"):
-            why = None
-            try:
-                import pytorch_ood  # noqa: F401
-            except Exception as exc:
-                why = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-            if why:
-                skipped[name] = why
-                del contenders[name]
-    for _ in range(args.repeat):
-        for name, fn in contenders.items():
+    skipped = {}
+    why = _why_not("pytorch_ood")
+    if why:
+        skipped["pytorch-ood Mahalanobis"] = why
+        del contenders["pytorch-ood Mahalanobis"]
+    names = list(contenders)
+    times = {name: [] for name in names}
+    accuracy = {}
+    for r in range(args.repeat):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
             t0 = time.perf_counter()
-            s = fn(X, Xt)
+            s = contenders[name](X, Xt)
             times[name].append(time.perf_counter() - t0)
             # Scale-normalised (pytorch-ood's covariance is not divided by n).
             s = s * (np.dot(s, ref) / np.dot(s, s))
-            rel = np.max(np.abs(s - ref) / np.maximum(np.abs(ref), 1e-12))
-            accuracy[name] = rel
+            accuracy[name] = np.max(np.abs(s - ref) / np.maximum(np.abs(ref), 1e-12))
 
     mcd_time = None
-    try:
-        import pyod  # noqa: F401
-
+    why = _why_not("pyod")
+    if why:
+        skipped["PyOD MCD"] = why
+    else:
         m = args.mcd_rows
         t0 = time.perf_counter()
         pyod_mcd(X[:m], Xt[:m])
         mcd_time = time.perf_counter() - t0
-    except Exception as exc:
-        skipped["PyOD MCD"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
 
-    bound = min(
-        min(times["numpy-eigh (lower bound)"]),
-        min(times["numpy-cholesky (lower bound)"]),
-    )
+    bound = min(times["numpy-cholesky (lower bound)"])
     print(
         f"\nMahalanobis fit + score, {args.n} x {args.d} float32 (fit) + "
-        f"{args.n} x {args.d} (score); best of {args.repeat}; "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores\n"
+        f"{args.n} x {args.d} (score); {args.repeat} interleaved repeats\n"
     )
     print(
-        "| contender | time (s) | ratio to lower bound | "
+        "| contender | best (s) | median (s) | best / Cholesky bound | "
         "max rel. error vs float64 (scale-normalised) |"
     )
-    print("|---|---|---|---|")
-    for name in contenders:
-        t = min(times[name])
-        print(f"| {name} | {t:.3f} | {t / bound:.2f}x | {accuracy[name]:.1e} |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        t = times[name]
+        print(
+            f"| {name} | {min(t):.3f} | {np.median(t):.3f} | "
+            f"{min(t) / bound:.2f}x | {accuracy[name]:.1e} |"
+        )
     if mcd_time is not None:
         print(
-            f"| PyOD MCD ({args.mcd_rows} rows only) | {mcd_time:.3f} | "
-            f"n/a (not run at full size) | n/a |"
+            f"| PyOD MCD ({args.mcd_rows} rows only) | {mcd_time:.3f} | | "
+            "n/a (not run at full size) | n/a |"
         )
     for name, why in skipped.items():
-        print(f"| {name} | not run: {why} | | |")
+        print(f"| {name} | not run: {why} | | | |")
+
+
+def threads_probe(args):
+    """Ledoit-Wolf fit of 400 x 1280: one BLAS thread for the factorisations or not."""
+    from sklearn_ood._gaussian import _estimate
+
+    X, _ = make_data(400, 1280, seed=1)
+    shipped = _estimate.single_blas_thread
+
+    @contextlib.contextmanager
+    def no_limit():
+        yield
+
+    def fit(limit):
+        _estimate.single_blas_thread = shipped if limit else no_limit
+        try:
+            t0 = time.perf_counter()
+            MahalanobisDetector(covariance="ledoit_wolf").fit(X)
+            return time.perf_counter() - t0
+        finally:
+            _estimate.single_blas_thread = shipped
+
+    print(
+        "\nLedoit-Wolf fit, 400 x 1280 float32 (six 1280 x 1280 "
+        "factorisations); best of "
+        f"{args.repeat}, interleaved\n"
+    )
+    print("| background | shipped: 1 BLAS thread for factorisations (s) | "
+          "BLAS default threads (s) | ratio |")  # fmt: skip
+    print("|---|---|---|---|")
+    for k in (0, max(1, args.busy)):
+        with busy_processes(k):
+            t = {True: [], False: []}
+            for _ in range(args.repeat):
+                for limit in (True, False):
+                    t[limit].append(fit(limit))
+        a, b = min(t[True]), min(t[False])
+        print(f"| {k} busy process(es) | {a:.2f} | {b:.2f} | {b / a:.1f}x |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--d", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--mcd-rows", type=int, default=2_000)
+    parser.add_argument("--busy", type=int, default=0, help="busy background processes")
+    parser.add_argument("--threads-probe", action="store_true")
+    parser.add_argument("--no-speed", action="store_true", help="only the probe")
+    args = parser.parse_args(argv)
+    header(args)
+    if not args.no_speed:
+        with busy_processes(args.busy):
+            speed(args)
+    if args.threads_probe:
+        threads_probe(args)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,6 @@ import os
 import platform
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np
 
 from sklearn_ood import MahalanobisDetector

@@ -141,9 +141,15 @@ def test_contamination_share_on_new_data(params):
         assert abs(share - 0.1) <= 0.03
     else:
         # offset_ is the k-th smallest leave-one-out score, k = floor(0.1 (n+1)):
-        # k - 1 rows lie strictly below it.
+        # k - 1 rows lie strictly below it. The closed-form scores and the
+        # refits' agree to rounding (d * kappa * eps64 relative, kappa ~1e2 for
+        # these standardised features: ~1e-12), so the row whose score is
+        # offset_ (and any other that close) may fall either side.
         k = int(np.floor(0.1 * (n + 1)))
-        assert share == pytest.approx((k - 1) / n)
+        tol = 1e-9 * abs(det.offset_)
+        below = np.sum(loo < det.offset_ - tol)
+        near = np.sum(np.abs(loo - det.offset_) <= tol)
+        assert below <= k - 1 <= below + near
     # predict on the training rows themselves flags at most that share
     assert np.mean(pipe.predict(X) == -1) <= 0.1 + 1.0 / n
 
@@ -161,6 +167,7 @@ DETECTORS = [
     MahalanobisDetector(mode="per_class", covariance="oas"),
     MahalanobisDetector(mode="partial", components=(1, None), contamination=0.1),
     MahalanobisDetector(covariance="identity", contamination=0.5),
+    MahalanobisDetector(eigenvalue_floor="pinv", mode="tied", components=(1, None)),
 ]
 
 

@@ -1,8 +1,10 @@
 """Dask: fit_dask and ParallelPostFit on a local in-process cluster.
 
 The cluster runs in this process (``processes=False``: the in-process
-transport, no network sockets) with two single-threaded workers. Results must
-equal the single-machine ones to 1e-8 relative.
+transport, no network sockets) with four single-threaded workers. Results must
+equal the single-machine ones to 1e-8 relative: block moments merged in float64
+differ from one pass over the rows by about eps64 * (|mean| / std)^2 per merge
+(means ~3, stds ~1 here: ~1e-14 a merge), far below that bound.
 """
 
 import importlib.util
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -55,8 +57,10 @@ CONFIGS = [
     {"mode": "tied"},
     {"mode": "per_class"},
     {"mode": "partial", "components": (2, None)},
+    {"mode": "tied", "components": (1, None)},  # class by the full distance
     {"mode": "tied", "covariance": "ledoit_wolf"},  # out-of-fold offset
     {"covariance": "identity", "mode": "per_class", "contamination": 0.1},
+    {"eigenvalue_floor": "pinv", "mode": "tied"},
 ]
 
 
@@ -106,6 +110,56 @@ def test_fit_dask_without_labels_and_errors(client):
     one[0] = 1
     with pytest.raises(ValueError, match="at least 2 samples per class"):
         fit_dask(MahalanobisDetector(mode="per_class"), da.from_array(X), one)
+
+
+@pytest.mark.parametrize(
+    "scale, dtype", [(2.0**100, np.float32), (2.0**490, np.float64)], ids=str
+)
+@pytest.mark.parametrize(
+    "params", [{}, {"covariance": "ledoit_wolf", "mode": "tied"}], ids=repr
+)
+def test_fit_dask_extreme_values(client, scale, dtype, params):
+    # 1e30 in float32 and 1e148 in float64: the block moments are kept in a
+    # power-of-two unit, so the fit is finite and equals fit's.
+    X, y, T = _data()
+    X, T = X.astype(dtype) * dtype(scale), T.astype(dtype) * dtype(scale)
+    ref = MahalanobisDetector(**params).fit(X, y)
+    det = fit_dask(MahalanobisDetector(**params), da.from_array(X, chunks=90), y)
+    scores = det.score_samples(T)
+    assert np.all(np.isfinite(scores))
+    assert _rel(scores, ref.score_samples(T)) < RTOL
+    assert det.offset_ == pytest.approx(ref.offset_, rel=RTOL)
+
+
+class _MeanDistance:
+    """A third-party detector with the mergeable-statistics protocol (counts
+    and sums merge exactly): distance to the training mean."""
+
+    class Stats:
+        def __init__(self, n, total):
+            self.n, self.total = n, total
+
+        def merge(self, other):
+            return _MeanDistance.Stats(self.n + other.n, self.total + other.total)
+
+    def block_statistics(self, X, y=None, *, start=0):
+        X = np.asarray(X)
+        return self.Stats(len(X), X.sum(axis=0))
+
+    def fit_from_statistics(self, statistics, X_head, map_blocks):
+        self.mean_ = statistics.total / statistics.n
+        self.block_sizes_ = map_blocks(lambda X, y, start: (start, len(X)))
+        return self
+
+    def fit(self, X, y=None):  # pragma: no cover - fit_dask must not gather
+        raise AssertionError("fit_dask gathered the data")
+
+
+def test_fit_dask_dispatches_on_the_protocol(client):
+    X, _, _ = _data()
+    det = fit_dask(_MeanDistance(), da.from_array(X, chunks=150))
+    assert_allclose(det.mean_, X.mean(axis=0), rtol=1e-12)
+    assert det.block_sizes_ == [(0, 150), (150, 150), (300, 100)]
 
 
 def test_fit_dask_other_estimators_gather(client):
@@ -177,5 +231,6 @@ def test_modules_import_without_dask(monkeypatch):
             f"sklearn_ood._without_dask_{module_name}", path
         )
         module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, module)  # for its dataclasses
         spec.loader.exec_module(module)  # raises ImportError on any dask import
     assert callable(module.KNNDetector)

@@ -14,6 +14,9 @@ from numpy.testing import assert_array_equal
 
 from sklearn_ood import KNNDetector, MahalanobisDetector
 
+# For MahalanobisDetector: float32 products (torch) against the NumPy path lose
+# about d * sqrt(kappa) * eps32 = 8 * 6 * 1.2e-7 ~ 6e-6 of a distance (kappa =
+# 36 for _data's features).
 RTOL = 1e-5
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
@@ -166,6 +169,86 @@ def test_invalid_device(cls):
         cls(device="tpu").fit(X)
     with pytest.raises(ValueError, match="The 'device' parameter of"):
         cls(device=3).fit(X)
+
+
+def test_mahalanobis_device_default_and_constraint():
+    X, _, _ = _data()
+    assert MahalanobisDetector().device == "auto"
+    # one device system: None is not a device (the NumPy path is "auto" on CPU)
+    with pytest.raises(ValueError, match="The 'device' parameter of Mahalanobis"):
+        MahalanobisDetector(device=None).fit(X)
+    MahalanobisDetector(device=torch.device("cpu")).fit(X)
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"mode": "tied"}, {"mode": "per_class"}], ids=repr
+)
+def test_mahalanobis_float64_tensors_are_scored_in_float64(params):
+    # Products in the input's precision: a float64 tensor gives the NumPy
+    # float64 scores to the float64 bound (d * kappa * eps64 with kappa = 36,
+    # d = 8: 6e-14; 1e-11 leaves a margin).
+    X, y, T = _data()
+    det = MahalanobisDetector(**params).fit(X, y)
+    got = det.score_samples(torch.from_numpy(T))
+    assert _rel(got, det.score_samples(T)) < 1e-11
+
+
+# ------------------------------------------- Mahalanobis: differentiable score
+MAHA_TORCH = [
+    {},
+    {"mode": "tied"},
+    {"mode": "per_class"},
+    {"mode": "partial", "components": (2, None)},
+    {"mode": "tied", "components": (2, None)},
+    {"mode": "per_class", "components": (0, 5)},
+    {"eigenvalue_floor": "pinv", "mode": "tied"},
+    {"covariance": "ledoit_wolf", "mode": "tied"},
+]
+
+
+def _compared_class(det, params, T):
+    """The class each row is compared with: nearest by the full distance."""
+    full = dict(params, components=None)
+    if full.get("mode") == "partial":
+        full["mode"] = "marginal"
+    X, y, _ = _data()
+    return MahalanobisDetector(**full).fit(X, y).class_distances(T).argmin(axis=1)
+
+
+@pytest.mark.parametrize("params", MAHA_TORCH, ids=repr)
+def test_score_samples_torch_value_and_analytic_gradient(params):
+    X, y, T = _data()
+    det = MahalanobisDetector(**params).fit(X, y)
+    F = torch.tensor(T, dtype=torch.float64, requires_grad=True)
+    scores = det.score_samples_torch(F)
+    assert scores.dtype == torch.float64 and scores.requires_grad
+    # float64 throughout (the NumPy path's bound: d * kappa * eps64 ~ 6e-14)
+    assert _rel(scores.detach().numpy(), det.score_samples(T)) < 1e-11
+    scores.sum().backward()
+    # d/dx of -(x - m_c)' W W' (x - m_c) is -2 W W' (x - m_c), with c the class
+    # the score compares x with, held fixed (Lee et al.'s pre-processing loss).
+    c = _compared_class(det, params, T)
+    W = det.whitening_
+    Wc = W[c] if W.ndim == 3 else np.broadcast_to(W, (len(T), *W.shape))
+    diff = T - det.means_[c]
+    expected = -2.0 * np.einsum("nd,ndr,ner->ne", diff, Wc, Wc)
+    assert _rel(F.grad.numpy(), expected) < 1e-10
+
+
+def test_score_samples_torch_float32_and_errors():
+    X, y, T = _data()
+    det = MahalanobisDetector(mode="tied").fit(X.astype(np.float32), y)
+    F = torch.tensor(T, dtype=torch.float32, requires_grad=True)
+    got = det.score_samples_torch(F)
+    assert _rel(got.detach().numpy(), det.score_samples(T.astype(np.float32))) < RTOL
+    with pytest.raises(TypeError, match=r"expects a torch\.Tensor"):
+        det.score_samples_torch(T)
+    with pytest.raises(ValueError, match="X has 3 features"):
+        det.score_samples_torch(torch.zeros(2, 3))
+    bad = torch.zeros(2, 8)
+    bad[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        det.score_samples_torch(bad)
 
 
 @pytest.mark.skipif(CUDA, reason="checks the fallback on machines without CUDA")

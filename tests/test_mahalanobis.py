@@ -15,7 +15,22 @@ from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovar
 from sklearn_ood import MahalanobisDetector
 from tests._calibration import conformal_threshold
 
-RTOL = 1e-6
+EPS64 = np.finfo(np.float64).eps
+EPS32 = float(np.finfo(np.float32).eps)
+
+# Error bound of the float64 comparisons. A squared Mahalanobis distance
+# computed through a factorisation (Cholesky or eigh) of a covariance with
+# condition number kappa has a relative error of about d * kappa * eps64, and
+# two estimates of the same covariance summed in different orders over n rows
+# differ by about n * eps64 (relative), amplified by kappa again. The test data
+# below have kappa < 300 (test_data_conditioning), d = 4 and n = 240:
+# (4 + 240) * 300 * eps64 ~ 2e-11. RTOL leaves a margin of 60.
+KAPPA_MAX = 300.0
+RTOL = 1e-9
+# The same with float32 rows and products: the whitening product loses about
+# d * sqrt(kappa) * eps32 and the float32 scatter about kappa * eps32 per
+# summation level; 8 * d * kappa * eps32 ~ 1e-3 bounds both.
+RTOL32 = 8 * 4 * KAPPA_MAX * EPS32
 
 
 # --------------------------------------------------------------------------
@@ -75,7 +90,13 @@ def reference(Xtr, ytr, X, mode="marginal", covariance="empirical", components=N
         ]
     )
     cov_out = np.stack(covs) if mode == "per_class" else covs[0]
-    return -D.min(axis=1), D, classes, cov_out
+    if components is None:
+        return -D.min(axis=1), D, classes, cov_out
+    # Kamoi & Kobayashi, Sec. 4.1: the class nearest by the full distance.
+    D_full = np.column_stack(
+        [_quad_form(X - mu, cov, None) for mu, cov in zip(means, covs, strict=True)]
+    )
+    return -D[np.arange(len(X)), D_full.argmin(axis=1)], D, classes, cov_out
 
 
 def make_data(n=240, d=4, n_classes=3, shift=2.0, seed=0):
@@ -92,6 +113,16 @@ def make_data(n=240, d=4, n_classes=3, shift=2.0, seed=0):
 
 X_TRAIN, Y_TRAIN = make_data()
 X_TEST = make_data(n=90, seed=1)[0] + np.random.RandomState(2).normal(size=(90, 4))
+
+
+def test_data_conditioning():
+    # The premise of RTOL: every covariance the tests estimate is well conditioned.
+    for X, y in [(X_TRAIN, Y_TRAIN), (X_SMALL, Y_SMALL)]:
+        means = np.array([X[y == c].mean(axis=0) for c in np.unique(y)])
+        covs = [np.cov(X.T, bias=True), np.cov((X - means[y]).T, bias=True)]
+        covs += [np.cov(X[y == c].T, bias=True) for c in np.unique(y)]
+        assert max(np.linalg.cond(c) for c in covs) < KAPPA_MAX
+
 
 CASES = [
     {"mode": "marginal"},
@@ -200,9 +231,16 @@ def test_tied_with_components_decomposes_tied_covariance():
     D = np.column_stack(
         [np.sum(((X_TEST - m) @ U[:, 1:3]) ** 2 / lam[1:3], axis=1) for m in means]
     )
+    P = np.linalg.inv(R.T @ R / len(R))
+    D_full = np.column_stack(
+        [np.einsum("ij,jk,ik->i", X_TEST - m, P, X_TEST - m) for m in means]
+    )
     det = MahalanobisDetector(mode="tied", components=(1, 3)).fit(X_TRAIN, Y_TRAIN)
     assert_allclose(det.class_distances(X_TEST), D, rtol=RTOL)
-    assert_allclose(det.score_samples(X_TEST), -D.min(axis=1), rtol=RTOL)
+    nearest = D_full.argmin(axis=1)
+    assert_allclose(
+        det.score_samples(X_TEST), -D[np.arange(len(D)), nearest], rtol=RTOL
+    )
 
 
 @pytest.mark.parametrize("mode", ["marginal", "tied", "per_class"])
@@ -234,6 +272,15 @@ def test_shrinkage_matches_sklearn_marginal(covariance, estimator):
     )
 
 
+@pytest.mark.parametrize("covariance", ["empirical", "ledoit_wolf", "identity"])
+def test_per_class_without_labels_equals_marginal(covariance):
+    # One class with its own covariance is the marginal model.
+    det = MahalanobisDetector(mode="per_class", covariance=covariance).fit(X_TRAIN)
+    ref = MahalanobisDetector(covariance=covariance).fit(X_TRAIN)
+    assert_allclose(det.score_samples(X_TEST), ref.score_samples(X_TEST), rtol=RTOL)
+    assert det.offset_ == pytest.approx(ref.offset_, rel=RTOL)
+
+
 def test_tied_without_labels_equals_marginal():
     tied = MahalanobisDetector(mode="tied", contamination=0.1).fit(X_TRAIN)
     marg = MahalanobisDetector(contamination=0.1).fit(X_TRAIN)
@@ -251,8 +298,8 @@ def test_float32_stays_float32(params):
     assert d64.whitening_.dtype == np.float64
     s32 = d32.score_samples(Xt32)
     assert s32.dtype == np.float64
-    assert_allclose(s32, d64.score_samples(Xt32.astype(np.float64)), rtol=1e-4)
-    assert d32.offset_ == pytest.approx(d64.offset_, rel=1e-4)
+    assert_allclose(s32, d64.score_samples(Xt32.astype(np.float64)), rtol=RTOL32)
+    assert d32.offset_ == pytest.approx(d64.offset_, rel=RTOL32)
 
 
 # --------------------------------------------------------------------------
@@ -362,7 +409,9 @@ def test_constant_column(mode):
     assert np.all(s_off < s_same)
     # away from the constant direction it agrees with a fit on the rest
     rest = MahalanobisDetector(mode=mode).fit(X[:, :3], y)
-    assert_allclose(s_same, rest.score_samples(same[:, :3]), rtol=1e-6)
+    # The constant column adds exactly 0 for these rows; the rest differs only by
+    # the factorisation (eigenbasis vs Cholesky): within RTOL's bound.
+    assert_allclose(s_same, rest.score_samples(same[:, :3]), rtol=RTOL)
 
 
 def test_string_labels():
@@ -438,6 +487,8 @@ def test_score_does_not_depend_on_chunking():
     full = det.score_samples(X_TEST)
     with config_context(working_memory=1e-4):  # ~100 bytes: one row per chunk
         chunked = det.score_samples(X_TEST)
+    # Only the BLAS blocking differs: a few eps64 * (|z|^2 + |M|^2) of the tied
+    # expansion, with |M|^2 / distance < 1e3 here: 1e-12 is 4500 eps64.
     assert_allclose(chunked, full, rtol=1e-12)
 
 
@@ -540,4 +591,397 @@ def test_floored_leave_one_out_matches_refits(mode):
         keep = np.arange(X.shape[0]) != i
         ref = MahalanobisDetector(mode=mode).fit(X[keep], y[keep])
         loo.append(ref.score_samples(X[i : i + 1])[0])
+    # Not a rounding bound: the one-row update holds the eigenbasis fixed, and
+    # removing one of n = 150 rows turns the nearly degenerate floored
+    # directions by O(1 / n); their weight is capped by the floor, so the
+    # leave-one-out distances move by well under 1 / n = 7e-3 relative.
     assert det.offset_ == pytest.approx(conformal_threshold(loo, 0.1), rel=1e-3)
+
+
+# --------------------------------------------------------------------------
+# eigenvalue_floor="pinv": the papers' pseudo-inverse (scikit-learn's pinvh)
+# --------------------------------------------------------------------------
+def _pinv_rows(n, d, seed, constant=0, collinear=False):
+    rng = np.random.RandomState(seed)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d) + np.eye(d)
+    X = rng.normal(size=(n, d)) @ mix + 2.0
+    if constant:
+        X[:, -constant:] = 7.0
+    if collinear:
+        X[:, 0] = X[:, 1] - 2.0 * X[:, 2]
+    return X
+
+
+def _pinv_rtol(covariances, n):
+    """Relative error bound of pseudo-inverse distances, from their spectra.
+
+    Checks the premise of comparing two pseudo-inverses: each eigenvalue is
+    clearly above scipy's cutoff (d * eps64 * largest) or clearly below it, so
+    rounding cannot move a direction across. The kept directions then give
+    distances with relative error about (n + d) * kappa * eps64, kappa the
+    condition number of the kept spectrum; returns 100 times that.
+    """
+    kappa = 1.0
+    for cov in covariances:
+        lam = np.linalg.eigvalsh(cov)
+        d = cov.shape[0]
+        cutoff = d * EPS64 * np.abs(lam).max()
+        assert np.all((lam > 1e3 * cutoff) | (np.abs(lam) < 0.25 * cutoff))
+        kept = lam[lam > cutoff]
+        kappa = max(kappa, kept.max() / kept.min())
+    return 100 * (n + d) * kappa * EPS64
+
+
+PINV_MARGINAL = {
+    "more features than rows": (10, 80, 0, False),
+    "constant features": (90, 6, 2, False),
+    "collinear feature": (90, 5, 0, True),
+    "full rank": (90, 5, 0, False),
+}
+
+
+@pytest.mark.parametrize("case", list(PINV_MARGINAL), ids=str)
+def test_pinv_marginal_equals_sklearn_empirical_covariance(case):
+    n, d, constant, collinear = PINV_MARGINAL[case]
+    X = _pinv_rows(n, d, 0, constant, collinear)
+    T = _pinv_rows(40, d, 1) + np.random.RandomState(2).normal(size=(40, d))
+    emp = EmpiricalCovariance().fit(X)
+    rtol = _pinv_rtol([emp.covariance_], n)
+    det = MahalanobisDetector(eigenvalue_floor="pinv").fit(X)
+    assert_allclose(det.score_samples(T), -emp.mahalanobis(T), rtol=rtol)
+    assert_allclose(det.covariance_, emp.covariance_, rtol=rtol, atol=1e-14)
+    assert np.all(np.isfinite(det.calibration_scores_))
+
+
+@pytest.mark.parametrize("mode", ["tied", "per_class"])
+def test_pinv_tied_and_per_class_use_pinvh_of_their_covariance(mode):
+    # 3 classes of 20 rows in 70 dimensions: every class covariance (rank 19)
+    # and the tied one (rank 57) are singular.
+    X = _pinv_rows(60, 70, 3)
+    y = np.arange(60) % 3
+    X[y == 1] += 1.5
+    T = _pinv_rows(30, 70, 4)
+    means = np.array([X[y == c].mean(axis=0) for c in range(3)])
+    if mode == "tied":
+        # Lee et al.'s sample_estimator: EmpiricalCovariance of the class-centred
+        # rows, precision_ = pinvh(covariance_).
+        emp = EmpiricalCovariance(assume_centered=False).fit(X - means[y])
+        covs, precisions = [emp.covariance_], [emp.precision_] * 3
+    else:
+        emps = [EmpiricalCovariance().fit(X[y == c]) for c in range(3)]
+        covs = [e.covariance_ for e in emps]
+        precisions = [e.precision_ for e in emps]
+    D = np.column_stack(
+        [np.einsum("ij,jk,ik->i", T - m, P, T - m) for m, P in zip(means, precisions)]
+    )
+    rtol = _pinv_rtol(covs, 60)
+    det = MahalanobisDetector(mode=mode, eigenvalue_floor="pinv").fit(X, y)
+    assert_allclose(det.class_distances(T), D, rtol=rtol)
+    assert_allclose(det.score_samples(T), -D.min(axis=1), rtol=rtol)
+
+
+def test_pinv_float32_rows_are_accumulated_in_float64():
+    # float32 rounding of the scatter would read as variance in the directions
+    # the pseudo-inverse drops: float32 rows give the model of the float64 fit
+    # of the same values (the scatter is accumulated in float64).
+    X32 = _pinv_rows(10, 80, 5).astype(np.float32)
+    T32 = _pinv_rows(20, 80, 6).astype(np.float32)
+    ref = MahalanobisDetector(eigenvalue_floor="pinv").fit(X32.astype(np.float64))
+    det = MahalanobisDetector(eigenvalue_floor="pinv").fit(X32)
+    rtol = _pinv_rtol([ref.covariance_], 10)
+    assert_allclose(det.covariance_, ref.covariance_, rtol=rtol, atol=1e-14)
+    assert_allclose(det.explained_variance_, ref.explained_variance_, rtol=rtol)
+    # The 9 directions kept span an eigenvalue ratio above 1e-6, so the products
+    # run in float32: d * sqrt(kappa) * eps32 relative, kappa < 1e4 here.
+    kappa = ref.explained_variance_.max() / ref.explained_variance_.min()
+    assert det.whitening_.dtype == np.float32 and kappa < 1e4
+    assert_allclose(
+        det.score_samples(T32),
+        ref.score_samples(T32.astype(np.float64)),
+        rtol=8 * 80 * np.sqrt(kappa) * EPS32,
+    )
+
+
+def _sklearn_pinv_score(X_fit, X):
+    return -EmpiricalCovariance().fit(X_fit).mahalanobis(X)
+
+
+def test_pinv_leave_one_out_closed_form_matches_refits():
+    # Constant features, more rows than features: removing a row keeps the
+    # null space, so the closed-form update is exact for the pseudo-inverse.
+    X = _pinv_rows(60, 6, 7, constant=2)
+    det = MahalanobisDetector(eigenvalue_floor="pinv", contamination=0.1).fit(X)
+    loo = np.array(
+        [
+            _sklearn_pinv_score(np.delete(X, i, axis=0), X[i : i + 1])[0]
+            for i in range(len(X))
+        ]
+    )
+    # Sherman-Morrison denominators 1 - c a >= 0.5 here: at most a factor 2 on
+    # the bound of the refits' distances.
+    rtol = 2 * _pinv_rtol([np.cov(X.T, bias=True)], 60)
+    assert_allclose(det.calibration_scores_, loo, rtol=rtol)
+    assert det.offset_ == conformal_threshold(det.calibration_scores_, 0.1)
+
+
+def test_pinv_more_features_than_rows_uses_out_of_fold_scores():
+    # Each row is alone in some direction: no closed form (its removal changes
+    # the rank); the calibration scores are out-of-fold, row i in fold i % 5.
+    X = _pinv_rows(30, 50, 8)
+    det = MahalanobisDetector(eigenvalue_floor="pinv").fit(X)
+    fold = np.arange(30) % 5
+    expected = np.empty(30)
+    covs = []
+    for k in range(5):
+        expected[fold == k] = _sklearn_pinv_score(X[fold != k], X[fold == k])
+        covs.append(np.cov(X[fold != k].T, bias=True))
+    assert_allclose(det.calibration_scores_, expected, rtol=_pinv_rtol(covs, 30))
+
+
+# --------------------------------------------------------------------------
+# component ranges with several classes: Kamoi & Kobayashi, Sec. 4.1
+# --------------------------------------------------------------------------
+def _kamoi_data(seed=11, n=600):
+    """Classes far apart along the top principal component (so the full
+    distance picks the class), and one standard deviation apart, alternating,
+    along a low one (so the smallest partial distance often picks another)."""
+    rng = np.random.RandomState(seed)
+    d = 6
+    U = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    lam = np.array([9.0, 4.0, 1.0, 0.8, 0.6, 0.5])
+    y = np.arange(n) % 3
+    mu = np.outer([0.0, 24.0, 48.0], U[:, 0]) + np.outer([0.0, 1.0, -1.0], U[:, 4])
+    X = (rng.normal(size=(n, d)) * np.sqrt(lam)) @ U.T + mu[y]
+    return X, y
+
+
+def _kamoi_reference(X, y, T, start, per_class=False):
+    """Full and partial distances by NumPy eigh, Sec. 4.1's rule, and the other."""
+    classes = np.unique(y)
+    means = np.array([X[y == c].mean(axis=0) for c in classes])
+    if per_class:
+        covs = [np.cov(X[y == c].T, bias=True) for c in classes]
+    else:
+        covs = [np.cov((X - means[y]).T, bias=True)] * len(classes)
+    full, part = [], []
+    for m, cov in zip(means, covs):
+        lam, U = np.linalg.eigh(cov)
+        lam, U = lam[::-1], U[:, ::-1]
+        Y2 = ((T - m) @ U) ** 2 / lam
+        full.append(Y2.sum(axis=1))
+        part.append(Y2[:, start:].sum(axis=1))
+    full, part = np.column_stack(full), np.column_stack(part)
+    kamoi = -part[np.arange(len(T)), full.argmin(axis=1)]
+    return kamoi, -part.min(axis=1), part
+
+
+@pytest.mark.parametrize("per_class", [False, True], ids=["tied", "per_class"])
+def test_partial_distance_to_the_class_nearest_by_full_distance(per_class):
+    X, y = _kamoi_data(n=900)
+    X, y, T = X[:600], y[:600], X[600:]
+    kamoi, smallest, part = _kamoi_reference(X, y, T, 2, per_class)
+    # the data make the two rules differ for many rows
+    assert np.mean(np.abs(kamoi - smallest) > 1e-6 * np.abs(kamoi)) > 0.2
+    mode = "per_class" if per_class else "tied"
+    det = MahalanobisDetector(mode=mode, components=(2, None)).fit(X, y)
+    # float64 eigh vs ours: kappa(cov) < 20 here, d = 6: within RTOL's bound
+    assert_allclose(det.score_samples(T), kamoi, rtol=RTOL)
+    assert_allclose(det.class_distances(T), part, rtol=RTOL)
+    # calibration: out-of-fold scores under the same rule
+    fold = np.arange(len(X)) % 5
+    expected = np.empty(len(X))
+    for k in range(5):
+        tr = fold != k
+        expected[~tr] = _kamoi_reference(X[tr], y[tr], X[~tr], 2, per_class)[0]
+    assert_allclose(det.calibration_scores_, expected, rtol=RTOL)
+
+
+# --------------------------------------------------------------------------
+# finite but extreme input
+# --------------------------------------------------------------------------
+EXTREME_PARAMS = [
+    {},
+    {"mode": "tied"},
+    {"mode": "per_class"},
+    {"mode": "partial", "components": (1, None)},
+    {"covariance": "ledoit_wolf"},
+    {"covariance": "oas", "mode": "tied"},
+    {"covariance": "identity", "mode": "per_class"},
+    {"eigenvalue_floor": "pinv"},
+]
+
+
+@pytest.mark.parametrize("params", EXTREME_PARAMS, ids=repr)
+@pytest.mark.parametrize(
+    "scale, dtype",
+    [
+        (2.0**100, np.float32),  # 1e30 in float32
+        (2.0**-100, np.float32),  # 1e-30: float32 squares underflow
+        (2.0**490, np.float64),  # 1e148: squares of squares overflow
+        (2.0**-500, np.float64),
+    ],
+    ids=["f32-1e30", "f32-1e-30", "f64-1e150", "f64-1e-150"],
+)
+def test_extreme_scales_give_the_scores_of_the_unscaled_rows(params, scale, dtype):
+    # Mahalanobis scores do not change when every feature is multiplied by the
+    # same power of two, and that scaling is exact in floating point.
+    X, T = X_TRAIN.astype(dtype), X_TEST.astype(dtype)
+    Xs, Ts = X * dtype(scale), T * dtype(scale)
+    assert np.all(np.isfinite(Xs)) and np.all(Xs != 0)
+    det = MahalanobisDetector(contamination=0.1, **params).fit(Xs, Y_TRAIN)
+    # Huge float32 rows are promoted to float64 (exact); tiny float32 rows are
+    # accumulated in float64 rather than float32: compare with the float64 fit
+    # of the same values, within the float32 bound of the products.
+    ref = MahalanobisDetector(contamination=0.1, **params)
+    ref.fit(X.astype(np.float64), Y_TRAIN)
+    rtol = RTOL32 if dtype == np.float32 else RTOL
+    # The Euclidean baseline (identity covariance) scales with scale**2.
+    unit = scale**2 if params.get("covariance") == "identity" else 1.0
+    scores = det.score_samples(Ts)
+    assert np.all(np.isfinite(scores))
+    assert_allclose(scores / unit, ref.score_samples(T.astype(np.float64)), rtol=rtol)
+    assert det.offset_ / unit == pytest.approx(ref.offset_, rel=rtol)
+    # the torch path (CPU tensors), and partial_fit over three batches
+    torch = pytest.importorskip("torch")
+    assert_allclose(det.score_samples(torch.from_numpy(Ts)), scores, rtol=RTOL32)
+    stream = MahalanobisDetector(contamination=0.1, **params)
+    for part in np.array_split(np.arange(len(Xs)), 3):
+        stream.partial_fit(Xs[part], Y_TRAIN[part])
+    assert_allclose(stream.score_samples(Ts), scores, rtol=rtol)
+
+
+@pytest.mark.parametrize("params", EXTREME_PARAMS, ids=repr)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mixed_feature_scales_give_finite_scores(params, dtype):
+    # Features of 1e120, 1, 1e-120 and 1e9 (1e30 / 1e-30 in float32): the
+    # relative eigenvalue floor (or the pseudo-inverse) then ignores the small
+    # features, but every score stays finite and an outlier along the largest
+    # feature still scores lowest.
+    e = 100 if dtype == np.float32 else 400
+    scales = np.array([2.0**e, 1.0, 2.0**-e, 2.0**30]).astype(dtype)
+    X = X_TRAIN.astype(dtype) * scales
+    T = X_TEST.astype(dtype) * scales
+    det = MahalanobisDetector(**params).fit(X, Y_TRAIN)
+    far = T[:1].copy()
+    far[0, 0] *= 50
+    scores = det.score_samples(np.vstack([T, far]))
+    assert np.all(np.isfinite(scores)) and np.isfinite(det.offset_)
+    assert scores[-1] < scores[:-1].min()
+    torch = pytest.importorskip("torch")
+    assert np.all(np.isfinite(det.score_samples(torch.from_numpy(T))))
+
+
+def test_rows_whose_distances_overflow_float64_raise():
+    # Training rows of 1e-150, new rows of 1e150: the squared distance (1e600)
+    # is beyond float64. A clear error, never an infinite score.
+    det = MahalanobisDetector().fit(X_TRAIN * 2.0**-500)
+    far = X_TEST * 2.0**490
+    with pytest.raises(ValueError, match=r"values up to .* overflow float64"):
+        det.score_samples(far)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=r"values up to .* overflow float64"):
+        det.score_samples(torch.from_numpy(far))
+
+
+@pytest.mark.parametrize("floor", [1e-6, 0.0, "pinv"])
+@pytest.mark.parametrize("mode", ["marginal", "tied", "per_class"])
+def test_constant_training_rows_give_finite_scores(floor, mode):
+    X = np.full((30, 3), 4.0)
+    y = np.arange(30) % 2
+    det = MahalanobisDetector(mode=mode, eigenvalue_floor=floor).fit(X, y)
+    T = np.array([[4.0, 4.0, 4.0], [4.0, 5.0, 4.0]])
+    scores = det.score_samples(T)
+    assert np.all(np.isfinite(scores)) and np.isfinite(det.offset_)
+    assert scores[0] == 0.0
+    if floor == "pinv":  # every direction has zero variance: all ignored
+        assert scores[1] == 0.0
+    else:  # floored: a deviation counts as very unusual
+        assert scores[1] < -1e5
+
+
+@pytest.mark.parametrize("floor", [0.0, "pinv"])
+@pytest.mark.parametrize("mode", ["marginal", "tied", "per_class", "partial"])
+def test_more_features_than_samples_without_floor(floor, mode):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(12, 20))
+    y = np.arange(12) % 2
+    det = MahalanobisDetector(mode=mode, eigenvalue_floor=floor, contamination=0.1)
+    det.fit(X, y)
+    assert np.all(np.isfinite(det.score_samples(rng.normal(size=(5, 20)))))
+    assert np.all(np.isfinite(det.calibration_scores_))
+
+
+# --------------------------------------------------------------------------
+# BLAS threads
+# --------------------------------------------------------------------------
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return sorted(
+        (i["filepath"], i["num_threads"])
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    )
+
+
+def test_single_blas_thread_limits_and_restores():
+    from threadpoolctl import threadpool_limits
+
+    from sklearn_ood._gaussian import single_blas_thread
+
+    with threadpool_limits(2, user_api="blas"):
+        outer = _blas_threads()
+        with single_blas_thread():
+            assert all(n == 1 for _, n in _blas_threads())
+            with single_blas_thread():  # nested
+                assert all(n == 1 for _, n in _blas_threads())
+            assert all(n == 1 for _, n in _blas_threads())
+        assert _blas_threads() == outer
+
+
+def test_concurrent_fits_restore_blas_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = _blas_threads()
+
+    def fit(seed):
+        X = make_data(n=120, d=12, seed=seed)[0]
+        return MahalanobisDetector(covariance="ledoit_wolf").fit(X).offset_
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(fit, seed) for seed in range(8)]
+        offsets = [fit(seed) for seed in range(8, 12)]  # the main thread limits
+        offsets += [f.result() for f in futures]
+    assert np.all(np.isfinite(offsets))
+    assert _blas_threads() == before
+    # and the main thread still controls the limit afterwards
+    from sklearn_ood._gaussian import single_blas_thread
+
+    with single_blas_thread():
+        assert all(n == 1 for _, n in _blas_threads())
+    assert _blas_threads() == before
+
+
+# --------------------------------------------------------------------------
+# the speed benchmark's harness (a smoke run at a tiny size)
+# --------------------------------------------------------------------------
+def test_bench_mahalanobis_smoke(capsys, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_mahalanobis.py"
+    spec = importlib.util.spec_from_file_location("bench_mahalanobis", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_mahalanobis", bench)
+    spec.loader.exec_module(bench)
+    bench.main(["--n", "400", "--d", "8", "--repeat", "2", "--mcd-rows", "100"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| sklearn-ood")]
+    assert len(rows) == 2  # the default and the pseudo-inverse
+    for row in rows:
+        ratio = float(row.split("|")[4].strip().rstrip("x"))
+        error = float(row.split("|")[5])
+        # float32 scores vs a float64 reference: eps32 * d * sqrt(kappa) with
+        # kappa = d = 8 (the benchmark's spectrum 1 / (1 + i)): ~3e-6
+        assert ratio > 0 and error < 1e-4

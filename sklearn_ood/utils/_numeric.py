@@ -46,7 +46,7 @@ def check_feature_range(X, name: str = "X"):
     """
     if X.size == 0:
         return X
-    peak = float(np.max(np.abs(X)))
+    peak = float(max(np.max(X), -np.min(X)))  # no |X| temporary: two reads
     d = X.shape[1] if X.ndim == 2 else 1
     if peak > max_safe_abs(np.float64, d):
         raise ValueError(
