@@ -65,19 +65,7 @@ def _eval_mode(model: nn.Module):
 # --------------------------------------------------- differentiable scores
 def _mahalanobis_loss(det: MahalanobisDetector):
     """Half the squared distance to the closest class, the class held fixed."""
-    means = torch.from_numpy(np.asarray(det.means_, dtype=np.float64))
-    W = torch.from_numpy(np.asarray(det.whitening_, dtype=np.float64))
-
-    def loss(f: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            D = det.class_distances(f.detach().cpu().numpy())
-        c = torch.as_tensor(np.argmin(D, axis=1), device=f.device)
-        diff = f.double() - means.to(f.device)[c]
-        Wd = W.to(f.device)
-        z = diff @ Wd if Wd.ndim == 2 else torch.einsum("nd,ndr->nr", diff, Wd[c])
-        return 0.5 * (z * z).sum(dim=1)
-
-    return loss
+    return lambda f: -0.5 * det.score_samples_torch(f)
 
 
 def _knn_loss(det: KNNDetector):

@@ -276,6 +276,11 @@ class ParallelPostFit(MetaEstimatorMixin, BaseEstimator):
             self.estimator_ = est.fit(X, y)
         return self
 
+    @property
+    def n_features_in_(self) -> int:
+        """Number of features seen by the fitted estimator."""
+        return self._fitted().n_features_in_
+
     def _fitted(self):
         if hasattr(self, "estimator_"):
             return self.estimator_

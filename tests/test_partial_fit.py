@@ -1,4 +1,4 @@
-"""partial_fit: exact streaming fits of MahalanobisDetector and KNNDetector.
+"""partial_fit: exact streaming fits of MahalanobisDetector (KNN: test_knn_search).
 
 The reference is ``fit`` on the concatenated batches, plus independent
 computations: moments and Ledoit-Wolf shrinkage from NumPy/scikit-learn, and
@@ -13,7 +13,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.covariance import EmpiricalCovariance, ledoit_wolf_shrinkage
 
-from sklearn_ood import KNNDetector, MahalanobisDetector
+from sklearn_ood import MahalanobisDetector
 from sklearn_ood.stats._moments import (
     Moments,
     ledoit_wolf_shrinkage_from_moments,
@@ -296,95 +296,11 @@ def test_partial_fit_does_not_mutate_input():
     X, y, _ = _data()
     X0, y0 = X.copy(), y.copy()
     _stream(MahalanobisDetector(mode="tied"), X, y)
-    _stream(KNNDetector(metric="cosine"), X, y)
     assert_array_equal(X, X0)
     assert_array_equal(y, y0)
 
 
-# ---------------------------------------------------------------- KNN
-KNN_CONFIGS = [
-    {},
-    {"n_neighbors": 1},
-    {"n_neighbors": 3, "metric": "euclidean", "aggregation": "kth"},
-    {"n_neighbors": 4, "metric": "cosine", "aggregation": "sum"},
-]
-
-
-def _knn_data():
-    X, y, T = _data()
-    X[[10, 60]] = 0.0  # zero rows (cosine: distance 1 to everything)
-    X[70] = X[5]  # an exact duplicate
-    return X, y, T
-
-
-@pytest.mark.parametrize("params", KNN_CONFIGS, ids=repr)
-def test_knn_partial_fit_equals_fit(params):
-    X, y, T = _knn_data()
-    ref = KNNDetector(**params).fit(X, y)
-    det = _stream(KNNDetector(**params), X, y, splits=[0, 6, 7, 8, 90])
-    assert det.n_samples_fit_ == ref.n_samples_fit_ == np.sum(y != -1)
-    assert _rel(det.score_samples(T), ref.score_samples(T)) < RTOL
-    assert det.offset_ == pytest.approx(ref.offset_, rel=RTOL)
-    dist, ind = det.kneighbors(T)
-    ref_dist, ref_ind = ref.kneighbors(T)
-    assert_allclose(dist, ref_dist, rtol=RTOL)
-    assert_array_equal(ind, ref_ind)
-    # Leave-one-out distances of the training rows. Duplicates and the two
-    # zero rows are at distance ~0, computed as a difference of squared norms
-    # ~1e4: both sides are exact to ~1e-11 there (1e-5 after a square root).
-    loo, _ = det.kneighbors()
-    assert_allclose(loo, ref.kneighbors()[0], rtol=RTOL, atol=1e-5)
-
-
-def test_knn_partial_fit_offset_matches_brute_force_loo():
-    rng = np.random.RandomState(3)
-    X = rng.normal(size=(50, 3))
-    det = KNNDetector(n_neighbors=2, contamination=0.1)
-    for batch in np.array_split(X, 5):
-        det.partial_fit(batch)
-    D = np.sum((X[:, None, :] - X[None, :, :]) ** 2, axis=2)
-    np.fill_diagonal(D, np.inf)
-    loo = -np.sort(D, axis=1)[:, :2].mean(axis=1)
-    assert det.offset_ == pytest.approx(conformal_threshold(loo, 0.1), rel=1e-10)
-
-
-def test_knn_partial_fit_continues_fit():
-    X, _, T = _knn_data()
-    det = KNNDetector(n_neighbors=3).fit(X[:80]).partial_fit(X[80:])
-    ref = KNNDetector(n_neighbors=3).fit(X)
-    assert _rel(det.score_samples(T), ref.score_samples(T)) < RTOL
-    assert det.offset_ == pytest.approx(ref.offset_, rel=RTOL)
-
-
-def test_knn_partial_fit_float32_keeps_dtype_and_accuracy():
-    X, _, T = _knn_data()
-    det = _stream(KNNDetector(), X.astype(np.float32))
-    det.partial_fit(X[:3])  # a float64 batch joins in float32
-    assert det._reference.dtype == np.float32
-    ref = KNNDetector().fit(np.vstack([X, X[:3]]).astype(np.float32))
-    assert _rel(det.score_samples(T), ref.score_samples(T)) < 1e-4
-
-
-def test_knn_partial_fit_errors():
-    X, _, _ = _knn_data()
-    with pytest.raises(ValueError, match="n_neighbors < the number"):
-        KNNDetector(n_neighbors=5).partial_fit(X[:5])
-    det = KNNDetector(n_neighbors=2).partial_fit(X[:20])
-    with pytest.raises(ValueError, match="features"):
-        det.partial_fit(X[:5, :2])
-    det.set_params(n_neighbors=3)
-    with pytest.raises(ValueError, match="same 'n_neighbors' and 'metric'"):
-        det.partial_fit(X[20:30])
-    det.set_params(n_neighbors=2)
-    # A batch of known outliers only adds nothing.
-    before = det.offset_
-    det.partial_fit(X[20:25], -np.ones(5))
-    assert det.n_samples_fit_ == 20 and det.offset_ == before
-
-
-@pytest.mark.parametrize(
-    "make", [lambda: MahalanobisDetector(mode="tied"), lambda: KNNDetector()]
-)
+@pytest.mark.parametrize("make", [lambda: MahalanobisDetector(mode="tied")])
 def test_stream_survives_pickling(make):
     X, y, T = _data()
     det = make().partial_fit(X[:70], y[:70])
