@@ -58,6 +58,7 @@ import numpy as np
 from .utils._chunking import _chunk_rows
 from .utils._numeric import max_safe_abs
 from .utils._tensors import is_tensor
+from .utils._threads import blas_controller, single_blas_thread
 
 __all__ = [
     "KNNIndex",
@@ -148,18 +149,6 @@ class KNNIndex:
 
 
 # =============================================================== threads
-_CONTROLLER = None
-
-
-def _blas_controller():
-    global _CONTROLLER  # a cache of loaded libraries, as scikit-learn keeps one
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER
-
-
 def effective_n_threads(n_jobs=None) -> int:
     """Threads of the NumPy search: ``n_jobs``, or BLAS's own count for None.
 
@@ -171,7 +160,7 @@ def effective_n_threads(n_jobs=None) -> int:
 
     cpus = joblib.cpu_count()
     if n_jobs is None:
-        libs = _blas_controller().select(user_api="blas").info()
+        libs = blas_controller().select(user_api="blas").info()
         blas = [lib["num_threads"] for lib in libs]
         return max(1, min(max(blas, default=1), cpus))
     if n_jobs < 0:
@@ -506,8 +495,7 @@ def _search_numpy(index, source, k, r0, r1, n_threads):
         return _search_tiles(index, source, k, i0, i1, a, z, buffers)
 
     if n_threads > 1 and len(items) > 1:
-        limit = _blas_controller().limit(limits=1, user_api="blas")
-        with limit, ThreadPoolExecutor(max_workers=n_threads) as pool:
+        with single_blas_thread(), ThreadPoolExecutor(max_workers=n_threads) as pool:
             results = list(pool.map(work, items))
     else:
         results = [work(item) for item in items]

@@ -927,7 +927,7 @@ def _blas_threads():
 def test_single_blas_thread_limits_and_restores():
     from threadpoolctl import threadpool_limits
 
-    from sklearn_ood._gaussian import single_blas_thread
+    from sklearn_ood.utils._threads import single_blas_thread
 
     with threadpool_limits(2, user_api="blas"):
         outer = _blas_threads()
@@ -955,7 +955,7 @@ def test_concurrent_fits_restore_blas_threads():
     assert np.all(np.isfinite(offsets))
     assert _blas_threads() == before
     # and the main thread still controls the limit afterwards
-    from sklearn_ood._gaussian import single_blas_thread
+    from sklearn_ood.utils._threads import single_blas_thread
 
     with single_blas_thread():
         assert all(n == 1 for _, n in _blas_threads())

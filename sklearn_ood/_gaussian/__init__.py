@@ -32,7 +32,6 @@ from ._estimate import (
     estimate_gaussian,
     gaussian_from_moments,
     oas_shrinkage,
-    single_blas_thread,
 )
 from ._fit import Calibrator, fit_from_statistics, fit_gaussian, inlier_rows
 from ._model import PINV, GaussianModel, GaussianSpec
@@ -58,7 +57,6 @@ __all__ = [
     "oas_shrinkage",
     "out_of_fold_scores",
     "score_torch",
-    "single_blas_thread",
     "squared_distances",
     "squared_distances_torch",
 ]

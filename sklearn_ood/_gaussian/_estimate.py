@@ -10,17 +10,15 @@ and whitens in float64.
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
 from sklearn.covariance import shrunk_covariance
-from threadpoolctl import ThreadpoolController
 
 from ..stats._moments import Moments, ledoit_wolf_shrinkage_from_moments, safe_unit
 from ..utils._chunking import _chunk_rows
+from ..utils._threads import single_blas_thread
 from ._model import FLOAT32_MIN_EIGENVALUE_RATIO, GaussianModel, GaussianSpec
 
 __all__ = [
@@ -28,49 +26,9 @@ __all__ = [
     "gaussian_from_moments",
     "gaussian_from_scatter",
     "oas_shrinkage",
-    "single_blas_thread",
 ]
 
 _EPS = float(np.finfo(np.float64).eps)
-
-# ------------------------------------------------------------ BLAS threads
-_CONTROLLER_LOCK = threading.Lock()
-_CONTROLLER: list = []  # one ThreadpoolController, created on first use
-
-
-def _controller() -> ThreadpoolController:
-    with _CONTROLLER_LOCK:
-        if not _CONTROLLER:
-            _CONTROLLER.append(ThreadpoolController())  # ~1 ms: created once
-        return _CONTROLLER[0]
-
-
-@contextmanager
-def single_blas_thread():
-    """Run the enclosed LAPACK calls on one BLAS thread; restore the limit after.
-
-    Used around the ``d x d`` factorisations (eigen-decomposition, Cholesky,
-    triangular inverse), never around the ``n x d`` products. A symmetric
-    eigen-decomposition is thousands of small, memory-bound BLAS calls (the
-    tridiagonal reduction), and OpenBLAS (pthreads) synchronises its threads
-    in each by spinning; when other processes occupy the cores, every
-    synchronisation waits for a scheduler time slice. Measured on 2 cores
-    under load: a 1280 x 1280 ``eigh`` took 7.3 s on 2 threads and 0.76 s on
-    1; the issue reports a Ledoit-Wolf fit of 400 x 1280 features (six
-    decompositions) at 37-52 s instead of 2.3 s. The factorisations are
-    cheap next to the products (``d^3`` against ``n d^2``), so one thread
-    costs little on a quiet machine.
-
-    OpenBLAS's thread count is process-wide, so only the main thread limits
-    it (through threadpoolctl, which restores it on exit); in other threads
-    (concurrent fits) this is a no-op, so that no thread restores a limit
-    another one set.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    with _controller().limit(limits=1, user_api="blas"):
-        yield
 
 
 # --------------------------------------------------------------- shrinkage
