@@ -16,6 +16,7 @@ from scipy import sparse
 from sklearn.utils.validation import validate_data
 
 from . import images as _images
+from ._image_files import is_file_source
 from .images import check_images
 from .nn._pixels import apply_preprocessing, pixel_range
 
@@ -38,13 +39,6 @@ class _Vectors:
         return _Vectors(self.data[key], self.is_uint8)
 
 
-def _is_file_like(item) -> bool:
-    """A path or a PIL image (checked without importing Pillow)."""
-    return isinstance(item, (str, os.PathLike)) or type(item).__module__.startswith(
-        "PIL."
-    )
-
-
 class ExtractorInputMixin:
     """Input validation and conversion of TorchFeatureExtractor."""
 
@@ -57,7 +51,7 @@ class ExtractorInputMixin:
             )
         if isinstance(X, (str, os.PathLike)):  # one file or a folder
             return self._load_files(X), "images"
-        if isinstance(X, (list, tuple)) and len(X) and any(map(_is_file_like, X)):
+        if is_file_source(X):
             return list(X), "files"
         if not isinstance(X, torch.Tensor) and not (
             hasattr(X, "shape") and hasattr(X, "__getitem__")

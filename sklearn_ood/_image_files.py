@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageBatch",
+    "is_file_source",
     "iter_images",
     "list_image_files",
     "load_images",
@@ -39,6 +40,20 @@ _GREY_MODES = frozenset(
 )
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _INSTALL_HINT = 'pip install "sklearn-ood[images]"'
+
+
+def is_file_source(X) -> bool:
+    """Whether ``X`` names image files: a path, or a list/tuple holding paths or
+    PIL images (recognised without importing Pillow)."""
+
+    def file_like(item) -> bool:
+        return isinstance(item, (str, os.PathLike)) or type(item).__module__.startswith(
+            "PIL."
+        )
+
+    if isinstance(X, (str, os.PathLike)):
+        return True
+    return isinstance(X, (list, tuple)) and len(X) > 0 and any(map(file_like, X))
 
 
 def _import_pil():

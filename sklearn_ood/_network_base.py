@@ -49,8 +49,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from ._image_files import is_file_source
 from .base import BaseDetector
-from .images import check_images
+from .images import check_images, load_images
 from .nn._device import DEVICE_CONSTRAINT, TorchEstimatorMixin, resolve_device
 from .nn._training import build_module, predict_batches, train_module
 
@@ -113,12 +114,22 @@ class BaseNetworkDetector(TorchEstimatorMixin, BaseDetector):
 
     # -- input --------------------------------------------------------------
     def _validate_fit_input(self, X):
+        if is_file_source(X):
+            # Image files / PIL images at their own (common) size, grey or RGB
+            # as the files are (sklearn_ood.images.load_images).
+            X = load_images(X)
         x, info = check_images(X, name="X")
         self.image_shape_ = tuple(int(s) for s in x.shape[1:])
         self._input_info = info
         return x
 
     def _validate_score_input(self, X):
+        if is_file_source(X):
+            # New files are brought to the training images' size and channels.
+            channels, height, width = self.image_shape_
+            X = load_images(
+                X, size=(height, width), mode="L" if channels == 1 else "RGB"
+            )
         x, info = check_images(X, name="X")
         if tuple(x.shape[1:]) != self.image_shape_:
             raise ValueError(

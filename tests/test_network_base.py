@@ -369,3 +369,33 @@ def test_batchnorm_network_with_a_single_pair_in_the_last_batch():
         warnings.simplefilter("ignore", CalibrationWarning)
         det.fit(X)
     assert len(det.history_) == 1 and np.isfinite(det.score_samples(X)).all()
+
+
+@pytest.mark.parametrize("kind", list(FACTORIES))
+def test_image_files_are_read_with_load_images(kind, tmp_path):
+    """Paths of image files give the scores of the arrays load_images reads,
+    and new files of another size are brought to the training size."""
+    Image = pytest.importorskip("PIL.Image")
+    from sklearn_ood.images import load_images
+
+    rng = np.random.RandomState(0)
+    X, y = _normal_images(40, rng)
+    pixels = (255 * np.clip(X, 0, 1)).astype(np.uint8)
+    paths = []
+    for i, img in enumerate(pixels):
+        path = tmp_path / f"{i:03d}.png"
+        Image.fromarray(img, mode="L").save(path)
+        paths.append(str(path))
+    arrays = load_images(paths)
+    assert_array_equal(arrays, pixels)  # PNG is lossless: the same pixels
+
+    by_array = FACTORIES[kind]().fit(arrays, _y(kind, y))
+    by_path = FACTORIES[kind]().fit(paths, _y(kind, y))
+    assert_array_equal(by_path.score_samples(paths), by_array.score_samples(arrays))
+
+    big = tmp_path / "big.png"
+    Image.fromarray(np.kron(pixels[0], np.ones((2, 2), np.uint8)), mode="L").save(big)
+    expected = load_images([str(big)], size=(SIDE, SIDE), mode="L")
+    assert_array_equal(
+        by_path.score_samples([str(big)]), by_array.score_samples(expected)
+    )
