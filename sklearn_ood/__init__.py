@@ -10,10 +10,10 @@ from ._combiners import NonNegativeLogisticRegression, lee_logistic_regression
 from ._ensemble import LayerEnsembleDetector
 from ._feature_extraction import TorchFeatureExtractor
 from ._geometric import DirichletTransformDetector
+from ._input_preprocessing import InputPreprocessingDetector
 from ._mahalanobis import MahalanobisDetector
 from ._metric_learning import MetricLearningDetector
 from ._neighbors import KNNDetector
-from ._preprocessing import InputPreprocessingDetector
 from .base import AUTO_CONTAMINATION
 
 __version__ = "0.1.0.dev0"
