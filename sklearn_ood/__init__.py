@@ -15,6 +15,7 @@ from ._mahalanobis import MahalanobisDetector
 from ._metric_learning import MetricLearningDetector
 from ._neighbors import KNNDetector
 from .base import AUTO_CONTAMINATION
+from .pipelines import make_ood_pipeline
 
 __version__ = "0.1.0.dev0"
 
@@ -31,4 +32,5 @@ __all__ = [
     "TorchFeatureExtractor",
     "__version__",
     "lee_logistic_regression",
+    "make_ood_pipeline",
 ]

@@ -10,6 +10,7 @@ an unsupervised mean of standardised scores.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._combiners import NonNegativeLogisticRegression, lee_logistic_regression
 from ._mahalanobis import MahalanobisDetector
-from .base import BaseDetector
+from .base import BaseDetector, CalibrationWarning
 from .utils._folds import inlier_folds
 from .utils._labels import split_outlier_labels
 
@@ -473,9 +474,13 @@ None, default=None
         def fit_all(rows):
             y_rows = None if y is None else y[rows]
             out = []
-            for base, c in zip(base_of, cols):
-                det, Xg = clone(base), X[rows][:, c]
-                out.append(det.fit(Xg) if y_rows is None else det.fit(Xg, y_rows))
+            # The per-layer detectors' own offset_ is not used: their warning
+            # about too few rows for contamination would only repeat ours.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CalibrationWarning)
+                for base, c in zip(base_of, cols):
+                    det, Xg = clone(base), X[rows][:, c]
+                    out.append(det.fit(Xg) if y_rows is None else det.fit(Xg, y_rows))
             return out
 
         n_in = X.shape[0]
