@@ -56,9 +56,12 @@ import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
-from sklearn_ood import MahalanobisDetector, TorchFeatureExtractor
-from sklearn_ood._ensemble import LayerEnsembleDetector
-from sklearn_ood._preprocessing import InputPreprocessingDetector
+from sklearn_ood import (
+    InputPreprocessingDetector,
+    LayerEnsembleDetector,
+    MahalanobisDetector,
+    TorchFeatureExtractor,
+)
 from sklearn_ood.adversarial import fgsm
 from sklearn_ood.datasets import (
     gaussian_noise_images,

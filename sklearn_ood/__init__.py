@@ -10,11 +10,12 @@ from ._combiners import NonNegativeLogisticRegression, lee_logistic_regression
 from ._ensemble import LayerEnsembleDetector
 from ._feature_extraction import TorchFeatureExtractor
 from ._geometric import DirichletTransformDetector
+from ._input_preprocessing import InputPreprocessingDetector
 from ._mahalanobis import MahalanobisDetector
 from ._metric_learning import MetricLearningDetector
 from ._neighbors import KNNDetector
-from ._preprocessing import InputPreprocessingDetector
 from .base import AUTO_CONTAMINATION
+from .pipelines import make_ood_pipeline
 
 __version__ = "0.1.0.dev0"
 
@@ -31,4 +32,5 @@ __all__ = [
     "TorchFeatureExtractor",
     "__version__",
     "lee_logistic_regression",
+    "make_ood_pipeline",
 ]

@@ -174,10 +174,6 @@ class ExtractorInputMixin:
             x = x / scale
         return apply_preprocessing(x, self.preprocessing_)
 
-    def _preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        # Kept for callers not yet on network_input(); same operations.
-        return apply_preprocessing(x, self.preprocessing_)
-
     def _batches(self, X):
         """Yield ``(start, batch)``; files of every batch must have one size."""
         n = len(X) if isinstance(X, list) else X.shape[0]

@@ -102,6 +102,15 @@ class TorchFeatureExtractor(
     pooling : {"avg", "max", "avgmax"}, default="avg"
         Global pooling of the feature maps of ``layers``: the mean or the maximum
         over all spatial positions, or both concatenated (means first).
+    tta : {"hflip"} or None, default=None
+        Test-time augmentation. ``"hflip"``: each row is the mean of the
+        (pooled) features of the image and of its horizontal mirror image,
+        computed inside :meth:`forward_features` on the mirrored network input
+        (after resize and crop: the mirror of the image whenever the crop is
+        symmetric, e.g. 28-pixel images at 112 pixels), so gradients flow
+        through both views. Twice the forward passes; images only. It raised
+        Fashion-MNIST one-vs-rest AUROC by 0.2 points for Ledoit-Wolf
+        Mahalanobis and cosine kNN (``benchmarks/bench_fashion_recipe.py``).
     image_size : "auto", int, (int, int) or None, default="auto"
         Size ``(height, width)`` of the network input; an int gives a square. The
         image is scaled (aspect ratio kept) to just cover
@@ -257,6 +266,7 @@ default="auto"
         "model_kwargs": [dict, None],
         "layers": [str, list, tuple, None],
         "pooling": [StrOptions(set(_POOLINGS))],
+        "tta": [StrOptions({"hflip"}), None],
         "image_size": [
             Interval(Integral, 1, None, closed="left"),
             tuple,
@@ -292,6 +302,7 @@ default="auto"
         model_kwargs: dict | None = None,
         layers: str | Sequence[str] | None = None,
         pooling: str = "avg",
+        tta: str | None = None,
         image_size: str | int | tuple[int, int] | None = "auto",
         crop_pct: str | float = "auto",
         interpolation: str = "auto",
@@ -310,6 +321,7 @@ default="auto"
         self.model_kwargs = model_kwargs
         self.layers = layers
         self.pooling = pooling
+        self.tta = tta
         self.image_size = image_size
         self.crop_pct = crop_pct
         self.interpolation = interpolation
@@ -372,6 +384,11 @@ default="auto"
         if kind == "files":
             X, kind = self._load_files(X[:1]), "images"
         self._input_kind = kind
+        if kind == "vectors" and self.tta is not None:
+            raise ValueError(
+                f"The 'tta' parameter of TorchFeatureExtractor is {self.tta!r}, which "
+                "mirrors images, but X holds vectors (2-D input); use tta=None."
+            )
         if kind == "vectors":
             first = self._validate_vectors(X, reset=True)[:1]
         else:
@@ -543,7 +560,9 @@ default="auto"
         The same hooks, pooling and concatenation as ``transform`` (one shared
         implementation), so ``forward_features(network_input(X))`` equals
         ``transform(X)`` up to float rounding, and gradients flow from the
-        features to ``x`` (the network's own parameters stay frozen).
+        features to ``x`` (the network's own parameters stay frozen). With
+        ``tta="hflip"``: the mean of the features of ``x`` and of
+        ``x.flip(-1)``.
 
         Parameters
         ----------
@@ -693,7 +712,15 @@ default="auto"
         return names
 
     def _forward(self, module, x, device, needed=None) -> torch.Tensor:
-        """``(N, n_features_out_)`` features of network inputs on ``device``."""
+        """``(N, n_features_out_)`` features of network inputs on ``device``
+        (with ``tta="hflip"``, the mean of those of ``x`` and of its mirror)."""
+        features = self._forward_view(module, x, device, needed)
+        if self.tta == "hflip":
+            mirrored = self._forward_view(module, x.flip(-1), device, needed)
+            features = (features + mirrored) / 2
+        return features
+
+    def _forward_view(self, module, x, device, needed=None) -> torch.Tensor:
         x = self._to_memory_format(x, device)
         dtype = _AUTOCAST.get(self.autocast)
         context = (

@@ -24,7 +24,7 @@ from torch import nn
 
 # The sign and evaluation-mode helpers are shared with the input
 # pre-processing of Lee et al., which moves inputs the same way.
-from ._preprocessing import _channel_view, _eval_mode, _sign_prime
+from .nn._gradients import channel_view, eval_mode, sign_prime
 
 __all__ = ["fgsm"]
 
@@ -136,7 +136,7 @@ def fgsm(
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     out = np.empty_like(X)
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         for start in range(0, X.shape[0], batch_size):
             sl = slice(start, start + batch_size)
             xb = torch.from_numpy(np.array(X[sl])).to(device).requires_grad_(True)
@@ -150,7 +150,7 @@ def fgsm(
                 )
             loss = F.cross_entropy(logits.float(), yb, reduction="sum")
             (grad,) = torch.autograd.grad(loss, xb)
-            step = _sign_prime(grad) / _channel_view(std_values, xb.ndim, grad)
+            step = sign_prime(grad) / channel_view(std_values, xb.ndim, grad)
             adv = xb.detach() + float(eps) * step
             if clip is not None:
                 adv = adv.clamp(float(clip[0]), float(clip[1]))

@@ -125,6 +125,16 @@ def _instances():
             LayerEnsembleDetector(
                 KNNDetector(), feature_groups=[[0], [-1]], cv=3, random_state=0
             ),
+            # make_ood_pipeline's detector: two detectors on the same features,
+            # standardised by their own leave-one-out calibration scores
+            LayerEnsembleDetector(
+                [
+                    MahalanobisDetector(covariance="ledoit_wolf"),
+                    KNNDetector(metric="cosine"),
+                ],
+                combiner="mean_standardized",
+                cv="calibration",
+            ),
         ],
         InputPreprocessingDetector: [
             InputPreprocessingDetector(

@@ -443,3 +443,108 @@ def test_nonnegative_combiner_in_the_ensemble():
     assert np.all(ens.combiner_.coef_ >= 0)
     with pytest.raises(ValueError, match="needs known OOD"):
         LayerEnsembleDetector(combiner="nonnegative_logistic").fit(X)
+
+
+# ------------------------------- several detectors, calibration-score folds
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+def _standardised_mean(parts):
+    """Hand-assembled rule: each detector's score standardised by the mean and
+    standard deviation of its own calibration scores, then averaged."""
+    out = 0.0
+    for s, cal in parts:
+        out = out + (s - cal.mean()) / cal.std()
+    return out / len(parts)
+
+
+def test_list_of_detectors_with_calibration_scores_as_folds():
+    X_all, y_all = _data(seed=11)
+    X = X_all[y_all != -1]
+    X_test = X_all[::3]
+    dets = [
+        MahalanobisDetector(covariance="ledoit_wolf"),
+        KNNDetector(n_neighbors=2, metric="cosine"),
+    ]
+    ens = LayerEnsembleDetector(
+        dets, combiner="mean_standardized", cv="calibration"
+    ).fit(X)
+    assert list(ens.layer_columns_) == ["all[0]", "all[1]"]
+    assert [type(d) for d in ens.detectors_] == [MahalanobisDetector, KNNDetector]
+    refs = [type(d)(**d.get_params()).fit(X) for d in dets]
+    for det, ref in zip(ens.detectors_, refs):
+        np.testing.assert_array_equal(det.calibration_scores_, ref.calibration_scores_)
+    expected = _standardised_mean(
+        [(r.score_samples(X_test), r.calibration_scores_) for r in refs]
+    )
+    cal = _standardised_mean([(r.calibration_scores_,) * 2 for r in refs])
+    # The same float64 operations; only the two-term sum may be ordered
+    # differently: a few ulps of the largest standardised term.
+    tol = 4 * EPS64 * max(np.abs(expected).max(), np.abs(cal).max())
+    np.testing.assert_allclose(ens.score_samples(X_test), expected, rtol=0, atol=tol)
+    np.testing.assert_allclose(ens.calibration_scores_, cal, rtol=0, atol=tol)
+    assert ens.offset_ == conformal_threshold(ens.calibration_scores_, 0.025)
+    # Means of the same n numbers summed in another order (a strided column):
+    # at most (n - 1) eps64 * mean(|s|) apart (Higham, eq. 3.5).
+    for mean, r in zip(ens.layer_mean_, refs):
+        cal_r = r.calibration_scores_
+        assert abs(mean - cal_r.mean()) <= cal_r.size * EPS64 * np.abs(cal_r).mean()
+
+
+def test_list_of_detectors_on_several_groups_out_of_fold():
+    X_all, y_all = _data(seed=12)
+    inl = y_all != -1
+    X, y = X_all[inl], y_all[inl]
+    dets = [MahalanobisDetector(mode="tied"), KNNDetector(n_neighbors=3)]
+    ens = LayerEnsembleDetector(
+        dets, feature_groups=GROUPS, combiner="mean_standardized", random_state=0
+    ).fit(X, y)
+    assert list(ens.layer_columns_) == ["low[0]", "low[1]", "high[0]", "high[1]"]
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    oof = np.empty((len(X), 4))
+    for tr, te in folds:
+        for j, (c, det) in enumerate([(c, d) for c in GROUPS.values() for d in dets]):
+            fitted = type(det)(**det.get_params()).fit(X[tr][:, c], y[tr])
+            oof[te, j] = fitted.score_samples(X[te][:, c])
+    # out-of-fold scores of the same fits; their means as above
+    bound = len(X) * EPS64 * np.abs(oof).mean(0)
+    assert np.all(np.abs(ens.layer_mean_ - oof.mean(0)) <= bound)
+    X_test = X_all[::4]
+    S = np.column_stack(
+        [
+            type(d)(**d.get_params()).fit(X[:, c], y).score_samples(X_test[:, c])
+            for c in GROUPS.values()
+            for d in dets
+        ]
+    )
+    np.testing.assert_array_equal(ens.layer_scores(X_test), S)
+
+
+class _HeldOut(MahalanobisDetector):
+    """A detector whose calibration scores cover only half of its rows."""
+
+    def _fit(self, X, y, X_outliers):
+        scores = super()._fit(X, y, X_outliers)
+        rows = np.arange(0, X.shape[0], 2)
+        return np.asarray(scores)[rows], rows
+
+
+def test_calibration_cv_needs_one_calibration_score_per_row():
+    X_all, y_all = _data(seed=13)
+    X = X_all[y_all != -1]
+    from sklearn.ensemble import IsolationForest
+
+    for det, found in ((_HeldOut(), "60 for 120"), (IsolationForest(), "none")):
+        with pytest.raises(ValueError, match=f"cv='calibration'.*has {found}"):
+            LayerEnsembleDetector(
+                [KNNDetector(), det], combiner="mean_standardized", cv="calibration"
+            ).fit(X)
+    with pytest.raises(ValueError, match="cannot replace"):
+        LayerEnsembleDetector(cv="calibration").fit(
+            X, layer_scorer=lambda d, g, rows: np.zeros((len(rows), 1))
+        )
+    for bad in ([], [KNNDetector(), "knn"]):
+        with pytest.raises(ValueError, match="'detector' parameter"):
+            LayerEnsembleDetector(bad).fit(X)
+    with pytest.raises(ValueError, match="'cv' parameter"):
+        LayerEnsembleDetector(cv="loo").fit(X)
