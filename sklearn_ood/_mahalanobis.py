@@ -180,14 +180,16 @@ class MahalanobisDetector(BaseDetector):
     give finite scores; rows whose squared distance would overflow float64
     raise a ValueError.
 
-    The training scores that set ``offset_`` are leave-one-out: with the
-    empirical covariance the leave-one-out distance has a closed form (a
-    Sherman-Morrison update, exact for every mode; when the eigenvalue floor
-    or the pseudo-inverse is active the eigenbasis is held fixed for the
-    one-sample update, which agrees with refitting to about 1e-4 in our tests).
-    With shrinkage, a partial component range, or samples alone in some
-    direction (more features than samples) they are out-of-fold scores of 5
-    interleaved folds.
+    The training scores that set ``offset_`` are leave-one-out, in closed
+    form (a Sherman-Morrison update, no refit): exact for the empirical
+    covariance in every mode; for a shrunk covariance (``"ledoit_wolf"``,
+    ``"oas"``, a float) with the shrinkage coefficient held at its full-data
+    value (exact for a float; the estimated coefficients move by O(1/n) when
+    one row is removed), in the eigenbasis of the full-data covariance; when
+    the eigenvalue floor or the pseudo-inverse is active, with the floor held
+    fixed. With a partial component range, or samples alone in some direction
+    of an unshrunk covariance (more features than samples), they are
+    out-of-fold scores of 5 interleaved folds.
 
     :meth:`partial_fit` keeps, per class and per fold (the training row index
     modulo 5), the count, mean, scatter matrix and the two higher moments
@@ -343,7 +345,7 @@ class MahalanobisDetector(BaseDetector):
         self.covariance_ = model.covariance
         self.explained_variance_ = model.partial_eigenvalues
         self.whitening_ = model.partial_whitening.astype(model.dtype)
-        self._model = model
+        self._model = model.for_scoring()
 
     # -------------------------------------------------------------- scoring
     def _validate_score_input(self, X):

@@ -58,7 +58,7 @@ CONFIGS = [
     {"mode": "per_class"},
     {"mode": "partial", "components": (2, None)},
     {"mode": "tied", "components": (1, None)},  # class by the full distance
-    {"mode": "tied", "covariance": "ledoit_wolf"},  # out-of-fold offset
+    {"mode": "tied", "covariance": "ledoit_wolf"},  # closed-form, eigenbasis
     {"covariance": "identity", "mode": "per_class", "contamination": 0.1},
     {"eigenvalue_floor": "pinv", "mode": "tied"},
 ]

@@ -11,7 +11,12 @@ import pickle
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.covariance import EmpiricalCovariance, ledoit_wolf_shrinkage
+from sklearn.covariance import (
+    EmpiricalCovariance,
+    LedoitWolf,
+    ShrunkCovariance,
+    ledoit_wolf_shrinkage,
+)
 
 from sklearn_ood import MahalanobisDetector
 from sklearn_ood.stats._moments import (
@@ -159,7 +164,7 @@ MAHA_CONFIGS = [
     {"covariance": "oas", "mode": "tied"},
     {"covariance": 0.3},
     {"covariance": "identity", "mode": "tied"},
-    {"eigenvalue_floor": 0.2},  # an active floor: out-of-fold offset
+    {"eigenvalue_floor": 0.2},  # an active floor: the update in the eigenbasis
     {"contamination": 0.2},
 ]
 
@@ -241,8 +246,10 @@ def test_offset_from_a_systematic_sample_beyond_the_cap():
 
 
 def test_out_of_fold_offset_beyond_the_cap():
+    # A component range has no closed form: out-of-fold scores of the kept rows.
+    params = {"mode": "partial", "components": (1, None), "covariance": "ledoit_wolf"}
     X, _, _ = _data(n=120)
-    det = MahalanobisDetector(covariance="ledoit_wolf")
+    det = MahalanobisDetector(**params)
     det._max_offset_rows = 50
     _stream(det, X, splits=[0, 70])
     kept = det._stream.sample.index
@@ -250,11 +257,32 @@ def test_out_of_fold_offset_beyond_the_cap():
     folds = np.arange(120) % 5
     scores = []
     for i in kept:  # fit's folds: row i is scored by a model without fold i % 5
-        sub = MahalanobisDetector(covariance="ledoit_wolf").fit(X[folds != i % 5])
+        sub = MahalanobisDetector(**params).fit(X[folds != i % 5])
         scores.append(sub.score_samples(X[i : i + 1])[0])
     assert det.offset_ == pytest.approx(
         conformal_threshold(scores, 0.025), rel=MAHA_RTOL
     )
+
+
+def test_shrunk_leave_one_out_offset_beyond_the_cap():
+    # Ledoit-Wolf: closed-form leave-one-out scores of the kept rows, equal to
+    # scikit-learn refits without each row with the coefficient of all 120
+    # rows (the full-data value, held fixed).
+    X, _, _ = _data(n=120)
+    det = MahalanobisDetector(covariance="ledoit_wolf", contamination=0.1)
+    det._max_offset_rows = 50
+    _stream(det, X, splits=[0, 70])
+    kept = det._stream.sample.index
+    assert_array_equal(kept, np.arange(0, 120, 4))
+    s = LedoitWolf().fit(X).shrinkage_
+    scores = [
+        -ShrunkCovariance(shrinkage=s)
+        .fit(np.delete(X, i, axis=0))
+        .mahalanobis(X[i : i + 1])[0]
+        for i in kept
+    ]
+    assert det.offset_ == pytest.approx(conformal_threshold(scores, 0.1), rel=MAHA_RTOL)
+    assert_allclose(det.calibration_scores_, scores, rtol=MAHA_RTOL)
 
 
 def test_mahalanobis_partial_fit_errors_leave_state_unchanged():

@@ -19,7 +19,12 @@ from sklearn.covariance import shrunk_covariance
 from ..stats._moments import Moments, ledoit_wolf_shrinkage_from_moments, safe_unit
 from ..utils._chunking import _chunk_rows
 from ..utils._threads import single_blas_thread
-from ._model import FLOAT32_MIN_EIGENVALUE_RATIO, GaussianModel, GaussianSpec
+from ._model import (
+    FLOAT32_MIN_EIGENVALUE_RATIO,
+    GaussianModel,
+    GaussianSpec,
+    LooBasis,
+)
 
 __all__ = [
     "estimate_gaussian",
@@ -51,6 +56,7 @@ def oas_shrinkage(covariance, n_samples: float) -> float:
 
 
 def _shrink(cov, n, scatter, s4, spec: GaussianSpec):
+    """The shrunk covariance and its shrinkage coefficient (0: not shrunk)."""
     if spec.covariance == "ledoit_wolf":
         coef = ledoit_wolf_shrinkage_from_moments(n, scatter, s4)
     elif spec.covariance == "oas":
@@ -58,8 +64,8 @@ def _shrink(cov, n, scatter, s4, spec: GaussianSpec):
     elif spec.shrinkage:
         coef = float(spec.covariance)
     else:
-        return cov
-    return shrunk_covariance(cov, shrinkage=coef)
+        return cov, 0.0
+    return shrunk_covariance(cov, shrinkage=coef), coef
 
 
 # ----------------------------------------------------------- decomposition
@@ -72,7 +78,7 @@ class _Part:
     W: np.ndarray
     triangular: bool = False
     floored: bool = False
-    W_loo: np.ndarray | None = None
+    basis: LooBasis | None = None
 
 
 def _eigh(cov, vectors: bool):
@@ -84,23 +90,52 @@ def _eigh(cov, vectors: bool):
     return eig[::-1], vecs[:, ::-1]
 
 
-def _decompose(cov, n, scatter, s4, spec: GaussianSpec) -> _Part:
-    """Shrink, decompose, floor (or pseudo-invert) and whiten one covariance."""
+def _decompose(cov, n, scatter, s4, spec: GaussianSpec, need_basis=False) -> _Part:
+    """Shrink, decompose, floor (or pseudo-invert) and whiten one covariance.
+
+    The whitening is the inverse Cholesky factor when no direction is floored
+    and every component is used, else the floored eigenbasis. The
+    eigenvectors that closed-form leave-one-out scores need (a shrunk
+    covariance, an active floor, or ``need_basis``) are kept in ``basis``.
+    """
     d = cov.shape[0]
-    cov = _shrink(0.5 * (cov + cov.T), n, scatter, s4, spec)
+    emp = 0.5 * (cov + cov.T)
+    cov, coef = _shrink(emp, n, scatter, s4, spec)
     if spec.covariance == "identity":
         return _Part(cov, np.ones(d), np.eye(d))
-    eig, vecs = _eigh(cov, vectors=spec.components is not None)
+    # The leave-one-out update needs the eigenvectors of a shrunk covariance
+    # (and of a floored one, computed below when the floor turns out active).
+    loo = spec.components is None and n > 1
+    eager = loo and (spec.shrinkage or need_basis)
+    eig, vecs = _eigh(cov, vectors=spec.components is not None or eager)
     if spec.pinv:
         # scipy.linalg.pinvh's default cutoff (scikit-learn's precision_).
         cutoff = d * _EPS * float(np.max(np.abs(eig), initial=0.0))
         keep = eig > cutoff
         floored = not bool(keep.all())
-        floor = None
+        floor = 0.0
     else:
         top = eig[0] if eig[0] > 0 else 1.0
         floor = max(spec.eigenvalue_floor * top, _EPS * top)
         floored = bool(np.any(eig < floor))
+    basis = None
+    if loo and (floored or eager):
+        if vecs is None:  # floored: the eigenvectors are needed after all
+            eig, vecs = _eigh(cov, vectors=True)
+            if spec.pinv:
+                keep = eig > cutoff
+                floored = not bool(keep.all())
+            else:
+                floored = bool(np.any(eig < floor))
+        target = float(np.trace(emp)) / d  # shrunk_covariance's mu
+        k = keep if spec.pinv else slice(None)
+        basis = LooBasis(
+            vectors=vecs[None, :, k],
+            spread=(eig[k] - coef * target)[None, :],
+            shrinkage=np.array([coef]),
+            target=np.array([target]),
+            floor=np.array([floor]),
+        )
     if not floored and spec.components is None:
         # Full distance under an invertible covariance: whiten with the
         # inverse Cholesky factor (same distances; an upper triangular W lets
@@ -115,27 +150,38 @@ def _decompose(cov, n, scatter, s4, spec: GaussianSpec) -> _Part:
         except linalg.LinAlgError:  # indefinite in rounding: use the eigenbasis
             pass
         else:
-            return _Part(cov, eig, np.triu(W), triangular=True)
-    if vecs is None:  # floored: the eigenvectors are needed after all
+            return _Part(cov, eig, np.triu(W), triangular=True, basis=basis)
+    if vecs is None:  # floored (or indefinite): the eigenvectors are needed
         eig, vecs = _eigh(cov, vectors=True)
         if spec.pinv:
             keep = eig > cutoff
             floored = not bool(keep.all())
         else:
             floored = bool(np.any(eig < floor))
-    loo = spec.covariance == "empirical" and spec.components is None and n > 1
     if spec.pinv:
         eig, vecs = eig[keep], vecs[:, keep]
-        W = vecs / np.sqrt(eig)
-        # The leave-one-out covariance (n - 1 rows) keeps the same directions.
-        W_loo = vecs / np.sqrt(eig * (n / (n - 1.0))) if loo else None
     else:
-        raw, eig = eig, np.maximum(eig, floor)
-        W = vecs / np.sqrt(eig)
-        W_loo = (
-            vecs / np.sqrt(np.maximum(raw * (n / (n - 1.0)), floor)) if loo else None
-        )
-    return _Part(cov, eig, W, floored=floored, W_loo=W_loo if floored else None)
+        eig = np.maximum(eig, floor)
+    W = vecs / np.sqrt(eig)
+    return _Part(cov, eig, W, floored=floored, basis=basis)
+
+
+def _stack_bases(bases):
+    """One :class:`LooBasis` of per-class bases (padding directions weigh 0)."""
+    width = max(b.vectors.shape[-1] for b in bases)
+    d = bases[0].vectors.shape[1]
+    vectors = np.zeros((len(bases), d, width))
+    spread = np.full((len(bases), width), np.inf)
+    for i, b in enumerate(bases):
+        vectors[i, :, : b.vectors.shape[-1]] = b.vectors[0]
+        spread[i, : b.spread.shape[-1]] = b.spread[0]
+    return LooBasis(
+        vectors=vectors,
+        spread=spread,
+        shrinkage=np.concatenate([b.shrinkage for b in bases]),
+        target=np.concatenate([b.target for b in bases]),
+        floor=np.concatenate([b.floor for b in bases]),
+    )
 
 
 def _pad(arrays):
@@ -184,22 +230,31 @@ def gaussian_from_scatter(
         ]
         cov = np.stack([p.cov for p in parts])
         eig, W = _pad([p.eig for p in parts]), _pad([p.W for p in parts])
+        if any(p.basis is not None for p in parts):
+            # Every class's update needs its eigenbasis once one class has it
+            # (a floor active in some classes only).
+            parts = [
+                p
+                if p.basis is not None
+                else _decompose(scatter[c] / n_c, n_c, scatter[c], s4[c], spec, True)
+                for c, (p, n_c) in enumerate(zip(parts, counts, strict=True))
+            ]
         floored = any(p.floored for p in parts)
-        loos = [p.W_loo for p in parts]
-        W_loo = None
-        if floored and all(w is not None for w in loos):
-            W_loo = _pad(loos)
+        bases = [p.basis for p in parts]
+        basis = None
+        if all(b is not None for b in bases):
+            basis = _stack_bases(bases)
         triangular = False
     else:
         n = counts.sum()
         p = _decompose(scatter / n, n, scatter, s4, spec)
-        cov, eig, W, floored, W_loo = p.cov, p.eig, p.W, p.floored, p.W_loo
+        cov, eig, W, floored, basis = p.cov, p.eig, p.W, p.floored, p.basis
         triangular = p.triangular
     if unit != 1.0:  # back to the data's unit (exact: unit is a power of two)
         cov = cov * unit**2
         if spec.covariance != "identity":  # the Euclidean model has no scale
             eig, W = eig * unit**2, W * (1.0 / unit)
-            W_loo = None if W_loo is None else W_loo * (1.0 / unit)
+            basis = None if basis is None else basis.scaled(unit**2)
     components = None
     if spec.components is not None:
         components = slice(*spec.components)
@@ -220,8 +275,9 @@ def gaussian_from_scatter(
         components=components,
         triangular=triangular,
         identity=spec.covariance == "identity",
+        shrunk=spec.shrinkage,
         floored=floored,
-        loo_whitening=W_loo,
+        loo_basis=basis,
         unit=unit,
         float32_safe=float32_safe,
         dtype=np.dtype(np.float32 if single else np.float64),

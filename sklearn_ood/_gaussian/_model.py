@@ -10,12 +10,12 @@ calibration functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Real
 
 import numpy as np
 
-__all__ = ["PINV", "GaussianModel", "GaussianSpec", "Prepared"]
+__all__ = ["PINV", "GaussianModel", "GaussianSpec", "LooBasis", "Prepared"]
 
 #: ``eigenvalue_floor`` value selecting the pseudo-inverse (scipy's ``pinvh``).
 PINV = "pinv"
@@ -63,8 +63,14 @@ class GaussianSpec:
 
     @property
     def closed_form_loo(self) -> bool:
-        """Whether leave-one-out scores have a closed form (else out-of-fold)."""
-        return self.covariance in ("empirical", "identity") and self.components is None
+        """Whether leave-one-out scores have a closed form (else out-of-fold).
+
+        Every covariance without a component range: the empirical covariance
+        and the identity exactly, a shrunk covariance with its shrinkage
+        coefficient held at the full-data value (see
+        :mod:`sklearn_ood._gaussian._calibration`).
+        """
+        return self.components is None
 
     @property
     def float32_scatter(self) -> bool:
@@ -74,9 +80,62 @@ class GaussianSpec:
         largest one. A floor of at least 1e-6 hides that; a lower floor or the
         pseudo-inverse would read the rounding as variance, so their scatter
         is accumulated in float64, as scikit-learn's ``empirical_covariance``
-        does.
+        does. So is the scatter of a shrunk covariance: the Ledoit-Wolf and
+        OAS coefficients are differences of such sums (``s4 / n - |S|_F^2``),
+        where float32 rounding would be amplified, and the model then equals
+        the one built from the float64 moments of ``partial_fit`` and Dask
+        fits to float64 rounding.
         """
-        return not self.pinv and self.eigenvalue_floor >= FLOAT32_MIN_EIGENVALUE_RATIO
+        return (
+            not self.pinv
+            and not self.shrinkage
+            and self.eigenvalue_floor >= FLOAT32_MIN_EIGENVALUE_RATIO
+        )
+
+
+@dataclass(frozen=True)
+class LooBasis:
+    """The eigen-decomposition behind closed-form leave-one-out scores.
+
+    For a covariance estimated from ``n`` rows with scatter matrix ``A``
+    (about their mean), shrinkage coefficient ``s`` and target ``mu I``, ``mu
+    = tr(A) / (n d)``: ``Sigma = (1 - s) A / n + s mu I = V diag(spread + s
+    mu) V'``, whose eigenvalues are floored at ``floor`` before inversion
+    (:mod:`sklearn_ood._gaussian._calibration` derives the update). The
+    leading axis is the class in the per-class model and has length 1 for one
+    shared covariance.
+
+    Attributes
+    ----------
+    vectors : ndarray of shape (n_groups, n_features, n_directions)
+        Eigenvectors ``V`` of the directions the model uses (under the
+        pseudo-inverse, those kept; per-class models of different ranks are
+        padded with zero columns).
+    spread : ndarray of shape (n_groups, n_directions)
+        Eigenvalues of ``(1 - s) A / n``, the shrunk covariance's less ``s
+        mu`` (``inf`` for padding columns, which then weigh 0).
+    shrinkage : ndarray of shape (n_groups,)
+        The shrinkage coefficient ``s`` (0 for the empirical covariance).
+    target : ndarray of shape (n_groups,)
+        ``mu``, the mean eigenvalue of the unshrunk covariance.
+    floor : ndarray of shape (n_groups,)
+        The absolute eigenvalue floor (0 under the pseudo-inverse).
+    """
+
+    vectors: np.ndarray
+    spread: np.ndarray
+    shrinkage: np.ndarray
+    target: np.ndarray
+    floor: np.ndarray
+
+    def scaled(self, factor: float) -> LooBasis:
+        """The same basis for the data multiplied by ``sqrt(factor)``."""
+        return replace(
+            self,
+            spread=self.spread * factor,
+            target=self.target * factor,
+            floor=self.floor * factor,
+        )
 
 
 @dataclass(frozen=True)
@@ -112,13 +171,18 @@ class GaussianModel:
         products with it can use TRMM.
     identity : bool
         The Euclidean model (``whitening`` is the identity).
+    shrunk : bool
+        The covariance is shrunk (Ledoit-Wolf, OAS or a fixed coefficient).
     floored : bool
         The eigenvalue floor raised, or the pseudo-inverse dropped, at least
         one direction.
-    loo_whitening : ndarray or None
-        Whitening of the covariance rescaled to ``n - 1`` rows with the same
-        eigenbasis and floor, for closed-form leave-one-out scores when
-        ``floored`` (None otherwise, or where that has no closed form).
+    loo_basis : LooBasis or None
+        The eigen-decomposition that closed-form leave-one-out scores need
+        when the covariance is shrunk or the floor (or the pseudo-inverse)
+        is active; None otherwise (the empirical covariance without an
+        active floor needs only the distances), for the identity, with a
+        component range, and on a model kept for scoring only
+        (:meth:`for_scoring`).
     unit : float
         Power of two in which the data were decomposed (1.0 for data of
         ordinary magnitude; see :mod:`sklearn_ood.stats._moments`).
@@ -138,8 +202,9 @@ class GaussianModel:
     components: slice | None = None
     triangular: bool = False
     identity: bool = False
+    shrunk: bool = False
     floored: bool = False
-    loo_whitening: np.ndarray | None = None
+    loo_basis: LooBasis | None = None
     unit: float = 1.0
     float32_safe: bool = True
     dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float64))
@@ -148,6 +213,10 @@ class GaussianModel:
         state = dict(self.__dict__)
         state.pop("_prepared", None)  # a cache, rebuilt on demand
         return state
+
+    def for_scoring(self) -> GaussianModel:
+        """The same model without what only the calibration needs (``loo_basis``)."""
+        return self if self.loo_basis is None else replace(self, loo_basis=None)
 
     def prepared(self, dtype) -> Prepared:
         """The arrays of the distance products in ``dtype`` (cached)."""
