@@ -25,16 +25,7 @@ __all__ = ["broken_links", "main"]
 _SKIP_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 # Known broken links, each with its cause; remove an entry once fixed (a stale
 # entry is reported too).
-KNOWN_BROKEN = {
-    # Sphinx viewcode names every "[docs]" anchor of a source module after the
-    # first public module that documents one of its objects: nn/_efficientnet.py
-    # has EfficientNetLite0 documented under sklearn_ood.backbones and
-    # remap_lukemelas_state_dict under sklearn_ood.nn. Fix: document both
-    # under one module in docs/api.rst.
-    "_modules/sklearn_ood/nn/_efficientnet.html: ../../../gen_modules/"
-    "sklearn_ood.nn.remap_lukemelas_state_dict.html"
-    "#sklearn_ood.backbones.remap_lukemelas_state_dict",
-}
+KNOWN_BROKEN: set[str] = set()
 
 
 class _Page(HTMLParser):

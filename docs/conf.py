@@ -273,7 +273,7 @@ def _external_reference(app, env, node, contnode):
         return None
     name = target.split(":", 1)[1] if target.startswith("python:") else target
     root = name.split(".", 1)[0]
-    if root in EXTERNAL_PACKAGES:
+    if root in EXTERNAL_PACKAGES or root in sys.stdlib_module_names:
         if _object_exists(name):
             return contnode
         _logger.warning(

@@ -140,8 +140,9 @@ def list_image_files(
 ) -> list[str]:
     """List the image files of a folder, sorted.
 
-    Files whose suffix is in :data:`IMAGE_SUFFIXES` (case-insensitive) are kept;
-    hidden files and folders (names starting with ``"."``) are skipped.
+    Files whose suffix is in ``sklearn_ood.images.IMAGE_SUFFIXES``
+    (case-insensitive) are kept; hidden files and folders (names starting with
+    ``"."``) are skipped.
 
     Parameters
     ----------
@@ -437,9 +438,10 @@ def load_images(
     ----------
     source : str, path-like, PIL image or list
         A path to an image file; a folder (its files with a suffix in
-        :data:`IMAGE_SUFFIXES`, sorted, hidden files skipped); or a list (or 1-D
-        array, or pandas Series) of paths, :class:`pathlib.Path` objects,
-        :class:`PIL.Image.Image` objects and uint8 arrays of shape ``(H, W)``,
+        ``sklearn_ood.images.IMAGE_SUFFIXES``, sorted, hidden files skipped);
+        or a list (or 1-D array, or pandas Series) of paths,
+        :class:`pathlib.Path` objects, :class:`PIL.Image.Image` objects and
+        uint8 arrays of shape ``(H, W)``,
         ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``, loaded in that order.
     size : int, (int, int) or None, default=None
         ``(height, width)`` of the output (an int gives a square): each image is

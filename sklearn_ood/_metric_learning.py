@@ -186,7 +186,7 @@ default="adam"
     training images and cuts it into batches of ``batch_size // 2`` "left"
     images (the remainder is dropped, as in the released code; with fewer
     images than that, an epoch is one batch of all of them). Each left image
-    gets a partner from :class:`~sklearn_ood.nn._pairs.PairSampler`: the first
+    gets a partner from ``sklearn_ood.nn._pairs.PairSampler``: the first
     ``similar_ratio`` of them one of the same class, the others one of a
     different class, and on mining batches the last ``2 * ood_ratio`` of them
     a known OOD image. OOD images are only ever partners of in-distribution
