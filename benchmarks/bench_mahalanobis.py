@@ -258,8 +258,8 @@ def threads_probe(args):
             _estimate.single_blas_thread = shipped
 
     print(
-        "\nLedoit-Wolf fit, 400 x 1280 float32 (six 1280 x 1280 "
-        "factorisations); best of "
+        "\nLedoit-Wolf fit, 400 x 1280 float32 (its 1280 x 1280 "
+        "factorisations and the leave-one-out pass); best of "
         f"{args.repeat}, interleaved\n"
     )
     print("| background | shipped: 1 BLAS thread for factorisations (s) | "

@@ -4,5 +4,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup_env.sh
-export OMP_WAIT_POLICY=PASSIVE
 exec .venv/bin/sklearn-ood demo "$@"
