@@ -51,6 +51,11 @@ class _Stream:
     n_seen: int
 
 
+# Public fitted arrays that are functions of the model: derived again on load
+# instead of pickled twice (a 1280-d model: 26 MB on disk instead of 46 MB).
+_MODEL_ATTRIBUTES = ("means_", "covariance_", "explained_variance_", "whitening_")
+
+
 class MahalanobisDetector(BaseDetector):
     """Mahalanobis-distance OOD detector on feature vectors.
 
@@ -341,11 +346,27 @@ class MahalanobisDetector(BaseDetector):
 
     def _commit(self, classes, model: GaussianModel):
         self.classes_ = classes
+        self._model = model.for_scoring()
+        self._set_model_attributes()
+
+    def _set_model_attributes(self):
+        model = self._model
         self.means_ = model.means
         self.covariance_ = model.covariance
         self.explained_variance_ = model.partial_eigenvalues
         self.whitening_ = model.partial_whitening.astype(model.dtype)
-        self._model = model.for_scoring()
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # may be self.__dict__ itself
+        if "_model" in state:
+            for key in _MODEL_ATTRIBUTES:
+                state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_model" in state:
+            self._set_model_attributes()
 
     # -------------------------------------------------------------- scoring
     def _validate_score_input(self, X):

@@ -6,6 +6,8 @@ scikit-learn's covariance estimators and ``np.linalg.pinv`` / ``np.linalg.eigh``
 code with ``sklearn_ood._mahalanobis``.
 """
 
+import pickle
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -987,3 +989,40 @@ def test_bench_mahalanobis_smoke(capsys, monkeypatch):
         # float32 scores vs a float64 reference: eps32 * d * sqrt(kappa) with
         # kappa = d = 8 (the benchmark's spectrum 1 / (1 + i)): ~3e-6
         assert ratio > 0 and error < 1e-4
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mode": "marginal", "covariance": "ledoit_wolf"},
+        {"mode": "per_class"},
+        {"mode": "partial", "components": (2, None)},
+    ],
+    ids=repr,
+)
+def test_pickle_stores_each_model_array_once(params):
+    # The public fitted arrays (means_, covariance_, explained_variance_,
+    # whitening_) are functions of the model: stored once, derived on load.
+    # Bound on the pickle: the model's float64 covariance and whitening per
+    # Gaussian (2 d^2 * 8 bytes each) plus the small arrays and names; one
+    # more stored copy of covariance_ or whitening_ would add d^2 * 4 bytes
+    # or more.
+    rng = np.random.RandomState(0)
+    d = 60
+    X = rng.normal(size=(300, d)) @ rng.normal(size=(d, d))
+    y = np.repeat([0, 1], 150)
+    det = MahalanobisDetector(**params).fit(
+        X, y if params["mode"] != "marginal" else None
+    )
+    blob = pickle.dumps(det)
+    n_gaussians = 2 if params["mode"] == "per_class" else 1
+    assert len(blob) < n_gaussians * 2 * d * d * 8 + d * d * 4
+    loaded = pickle.loads(blob)
+    for name in ("means_", "covariance_", "explained_variance_", "whitening_"):
+        got, want = getattr(loaded, name), getattr(det, name)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(
+        loaded.score_samples(X[:20]), det.score_samples(X[:20])
+    )
+    assert loaded.offset_ == det.offset_
