@@ -53,8 +53,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sklearn_ood import MahalanobisDetector, TorchFeatureExtractor
 from sklearn_ood.datasets import (
-    gaussian_noise_images,
-    load_fashion_mnist,
     load_mnist_subset,
 )
 from sklearn_ood.metrics import auroc, tnr_at_tpr
@@ -158,31 +156,25 @@ def part_b(F_mnist, y_mnist, F_fashion_test, quick):
 # ---------------------------------------------------------------------- (c)
 def part_c(args):
     import torch
-    from bench_lee_ensemble import IN_CLASSES, LAYERS, N_VAL, accuracy, train_lenet
+    from bench_lee_ensemble import (
+        IN_CLASSES,
+        LAYERS,
+        N_VAL,
+        accuracy,
+        lee_data,
+        train_lenet,
+    )
 
-    # The data and splits of bench_lee_ensemble.run (same seed and order).
-    rng = np.random.RandomState(args.seed)
-    n_in = len(IN_CLASSES)
-    X_tr, y_tr = load_fashion_mnist(subset="train")
-    X_te, y_te = load_fashion_mnist(subset="test")
-    X_tr, X_te = X_tr.astype(np.float32) / 255.0, X_te.astype(np.float32) / 255.0
-    y_tr, y_te = y_tr.astype(np.int64), y_te.astype(np.int64)
-    keep = rng.permutation(np.flatnonzero(y_tr < n_in))
-    net_rows, fit_rows = keep[: args.n_train], keep[args.n_train :][: args.n_fit]
-    X_fit, y_fit = X_tr[fit_rows], y_tr[fit_rows]
-    test_in = rng.permutation(np.flatnonzero(y_te < n_in))
-    test_out = rng.permutation(np.flatnonzero(y_te >= n_in))
-    in_test = X_te[test_in[2 * N_VAL : 2 * N_VAL + args.n_test]]
-    X_mnist, _ = load_mnist_subset()
-    X_mnist = X_mnist[rng.permutation(len(X_mnist))].astype(np.float32) / 255.0
-    n_ood = 2 * N_VAL + args.n_test
-    ood = {
-        "Fashion 6-9": X_te[test_out[:n_ood]],
-        "MNIST-5k": X_mnist[:n_ood],
-        "noise": gaussian_noise_images(
-            n_ood, (28, 28), random_state=args.seed, dtype=np.float32
-        ),
-    }
+    # The data and splits of bench_lee_ensemble.run (one function).
+    data = lee_data(args)
+    X_tr, y_tr, y_te = data["X_tr"], data["y_tr"], data["y_te"]
+    X_fit, y_fit, in_test, ood = (
+        data["X_fit"],
+        data["y_fit"],
+        data["in_test"],
+        data["ood"],
+    )
+    net_rows, test_in, n_in = data["net_rows"], data["test_in"], len(IN_CLASSES)
     log(f"(c) training LeNet on {args.n_train} images, {args.epochs} epochs")
     net = train_lenet(X_tr[net_rows], y_tr[net_rows], args.epochs, args.seed, n_in)
     acc = accuracy(net, in_test, y_te[test_in[2 * N_VAL : 2 * N_VAL + args.n_test]])

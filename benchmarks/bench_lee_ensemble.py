@@ -138,11 +138,13 @@ def main(argv=None):
         run(args)
 
 
-def run(args):
+def lee_data(args):
+    """The images and splits of the benchmark (``args``: seed, n_train, n_fit,
+    n_test), as float32 in [0, 1] (FGSM images are not uint8): the network's
+    training rows, the detectors' fit images, the shuffled in-distribution
+    test indices (combiner, selection, test blocks of ``N_VAL``, ``N_VAL``,
+    ``n_test``) and the three OOD sets of ``2 N_VAL + n_test`` images."""
     rng = np.random.RandomState(args.seed)
-
-    # ---------------------------------------------------------------- data
-    # Every image set as float32 in [0, 1] (FGSM images are not uint8).
     n_in = len(IN_CLASSES)
     X_tr, y_tr = load_fashion_mnist(subset="train")
     X_te, y_te = load_fashion_mnist(subset="test")
@@ -153,11 +155,8 @@ def run(args):
     net_rows, fit_rows = keep[: args.n_train], keep[args.n_train :][: args.n_fit]
     if len(fit_rows) < args.n_fit:
         raise SystemExit(f"--n-train + --n-fit must be <= {len(keep)}")
-    X_fit, y_fit = X_tr[fit_rows], y_tr[fit_rows]
     test_in = rng.permutation(np.flatnonzero(y_te < n_in))
     test_out = rng.permutation(np.flatnonzero(y_te >= n_in))
-    in_lr, in_sel = X_te[test_in[:N_VAL]], X_te[test_in[N_VAL : 2 * N_VAL]]
-    y_lr, y_sel = y_te[test_in[:N_VAL]], y_te[test_in[N_VAL : 2 * N_VAL]]
     in_test = X_te[test_in[2 * N_VAL : 2 * N_VAL + args.n_test]]
     X_mnist, _ = load_mnist_subset()
     X_mnist = X_mnist[rng.permutation(len(X_mnist))].astype(np.float32) / 255.0
@@ -169,6 +168,22 @@ def run(args):
             n_ood, (28, 28), random_state=args.seed, dtype=np.float32
         ),
     }
+    return {
+        "X_tr": X_tr, "y_tr": y_tr, "X_te": X_te, "y_te": y_te,
+        "net_rows": net_rows, "X_fit": X_tr[fit_rows], "y_fit": y_tr[fit_rows],
+        "test_in": test_in, "in_test": in_test, "ood": ood,
+    }  # fmt: skip
+
+
+def run(args):
+    data = lee_data(args)
+    X_tr, y_tr, y_te = data["X_tr"], data["y_tr"], data["y_te"]
+    net_rows, X_fit, y_fit = data["net_rows"], data["X_fit"], data["y_fit"]
+    test_in, in_test, ood = data["test_in"], data["in_test"], data["ood"]
+    n_in = len(IN_CLASSES)
+    X_te = data["X_te"]
+    in_lr, in_sel = X_te[test_in[:N_VAL]], X_te[test_in[N_VAL : 2 * N_VAL]]
+    y_lr, y_sel = y_te[test_in[:N_VAL]], y_te[test_in[N_VAL : 2 * N_VAL]]
     blocks = {  # name -> (combiner OOD rows, selection OOD rows, test OOD rows)
         k: (v[:N_VAL], v[N_VAL : 2 * N_VAL], v[2 * N_VAL :]) for k, v in ood.items()
     }
