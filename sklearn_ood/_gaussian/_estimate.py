@@ -111,24 +111,26 @@ def _decompose(cov, n, scatter, s4, spec: GaussianSpec, need_basis=False) -> _Pa
     if spec.pinv:
         # scipy.linalg.pinvh's default cutoff (scikit-learn's precision_).
         cutoff = d * _EPS * float(np.max(np.abs(eig), initial=0.0))
-        keep = eig > cutoff
-        floored = not bool(keep.all())
         floor = 0.0
     else:
         top = eig[0] if eig[0] > 0 else 1.0
         floor = max(spec.eigenvalue_floor * top, _EPS * top)
-        floored = bool(np.any(eig < floor))
+
+    def classify(eig):
+        """(directions kept by the pseudo-inverse or None, whether any is floored)."""
+        if spec.pinv:
+            keep = eig > cutoff
+            return keep, not bool(keep.all())
+        return None, bool(np.any(eig < floor))
+
+    keep, floored = classify(eig)
+    if floored and vecs is None:  # the eigenvectors are needed after all
+        eig, vecs = _eigh(cov, vectors=True)
+        keep, floored = classify(eig)
     basis = None
     if loo and (floored or eager):
-        if vecs is None:  # floored: the eigenvectors are needed after all
-            eig, vecs = _eigh(cov, vectors=True)
-            if spec.pinv:
-                keep = eig > cutoff
-                floored = not bool(keep.all())
-            else:
-                floored = bool(np.any(eig < floor))
         target = float(np.trace(emp)) / d  # shrunk_covariance's mu
-        k = keep if spec.pinv else slice(None)
+        k = slice(None) if keep is None else keep
         basis = LooBasis(
             vectors=vecs[None, :, k],
             spread=(eig[k] - coef * target)[None, :],
@@ -151,14 +153,10 @@ def _decompose(cov, n, scatter, s4, spec: GaussianSpec, need_basis=False) -> _Pa
             pass
         else:
             return _Part(cov, eig, np.triu(W), triangular=True, basis=basis)
-    if vecs is None:  # floored (or indefinite): the eigenvectors are needed
+    if vecs is None:  # indefinite in rounding: the eigenvectors are needed
         eig, vecs = _eigh(cov, vectors=True)
-        if spec.pinv:
-            keep = eig > cutoff
-            floored = not bool(keep.all())
-        else:
-            floored = bool(np.any(eig < floor))
-    if spec.pinv:
+        keep, floored = classify(eig)
+    if keep is not None:
         eig, vecs = eig[keep], vecs[:, keep]
     else:
         eig = np.maximum(eig, floor)
