@@ -235,12 +235,15 @@ def test_identical_rows_refused_whatever_the_rounding():
     for n in (2, 1000, 4097):
         with pytest.raises(ValueError, match=r"'P'.*no spread"):
             dirichlet_mle(np.tile(row, (n, 1)))
-    # rows one float64 ulp apart: within the rounding of the column means
-    P = np.tile(row.astype(np.float64), (1000, 1))
-    P[::2, 0] = np.nextafter(P[::2, 0], 1.0)
-    P[::2, 3] = np.nextafter(P[::2, 3], 0.0)
-    with pytest.raises(ValueError, match=r"'P'.*no spread"):
-        dirichlet_mle(P)
+    # rows one float64 ulp apart: within the rounding of the column means, at
+    # every size (a sequential column sum of 20,000 rows used to leave a
+    # rounding error above the bound and alpha.sum() ~ 1e13)
+    for n in (1000, 20_000, 200_000):
+        P = np.tile(row.astype(np.float64), (n, 1))
+        P[::2, 0] = np.nextafter(P[::2, 0], 1.0)
+        P[::2, 3] = np.nextafter(P[::2, 3], 0.0)
+        with pytest.raises(ValueError, match=r"'P'.*no spread"):
+            dirichlet_mle(P)
     # a real spread of 1e-6 in the probabilities is fitted (alpha ~ 1e12)
     P[::2, 0] += 1e-6
     P[::2, 3] -= 1e-6

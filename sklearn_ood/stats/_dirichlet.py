@@ -198,8 +198,13 @@ def _sufficient_statistics(P: np.ndarray, eps: float, func: str):
         max_dev = max(max_dev, float(np.max(np.abs(block.sum(axis=1) - 1.0))))
         identical[t] = bool((block == block[:1]).all())
         clipped = np.clip(block, eps, 1.0)
-        mean_p[t] = clipped.mean(axis=0)
-        mean_log_p[t] = np.log(clipped).mean(axis=0)
+        # Means about the first row: NumPy sums the rows of a C-ordered block
+        # one after the other (error growing like N eps, not log2(N) eps), so
+        # the deviations are summed, whose rounding is relative to the spread
+        # itself; rows without spread give the first row exactly.
+        log_clipped = np.log(clipped)
+        mean_p[t] = clipped[0] + (clipped - clipped[0]).mean(axis=0)
+        mean_log_p[t] = log_clipped[0] + (log_clipped - log_clipped[0]).mean(axis=0)
     if max_dev > _ROW_SUM_ATOL:
         warnings.warn(
             f"The rows of 'P' passed to {func} should sum to 1 (probability "
@@ -223,10 +228,11 @@ def _wicker_initial_alpha(
     log_f = np.log(mean_p)
     denom = np.sum(mean_p * (log_f - mean_log_p), axis=1)
     # By Jensen's inequality denom >= 0, with equality iff all rows are equal.
-    # Computed in float64 it carries rounding errors: a column mean of N values
-    # (NumPy's pairwise summation) has a relative error of at most about
-    # (log2(N) + 1) eps, which moves log f_k and the mean of log P_ik by that
-    # much times (1 + |value|). A denom within that bound is indistinguishable
+    # Computed in float64 it carries rounding errors: a column mean (taken
+    # about the first row, so its error is that of the last addition plus a
+    # share of the spread) is within about (log2(N) + 1) eps of its value,
+    # which moves log f_k and the mean of log P_ik by that much times
+    # (1 + |value|). A denom within that bound is indistinguishable
     # from 0: the rows have no resolvable spread and the concentration diverges
     # (identical rows would otherwise give alpha ~ 1e15 from pure rounding).
     gamma = (np.ceil(np.log2(max(n_samples, 2))) + 2.0) * np.finfo(np.float64).eps
