@@ -10,7 +10,6 @@ an unsupervised mean of standardised scores.
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,8 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._combiners import NonNegativeLogisticRegression, lee_logistic_regression
 from ._mahalanobis import MahalanobisDetector
-from .base import BaseDetector, CalibrationWarning
+from ._meta import fit_for_scores, score_columns
+from .base import BaseDetector
 from .utils._folds import inlier_folds
 from .utils._labels import split_outlier_labels
 
@@ -472,16 +472,13 @@ None, default=None
                 return _scores_of(detectors, cols, data[rows])
 
         def fit_all(rows):
+            # The per-layer detectors' own offset_ is not used (ours is).
             y_rows = None if y is None else y[rows]
-            out = []
-            # The per-layer detectors' own offset_ is not used: their warning
-            # about too few rows for contamination would only repeat ours.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", CalibrationWarning)
-                for base, c in zip(base_of, cols):
-                    det, Xg = clone(base), X[rows][:, c]
-                    out.append(det.fit(Xg) if y_rows is None else det.fit(Xg, y_rows))
-            return out
+            X_rows = X[rows]  # one copy, not one per layer
+            return [
+                fit_for_scores(clone(base), X_rows[:, c], y_rows)
+                for base, c in zip(base_of, cols)
+            ]
 
         n_in = X.shape[0]
         if isinstance(self.cv, str):  # "calibration"
@@ -573,9 +570,4 @@ None, default=None
 
 
 def _scores_of(detectors, cols, X) -> np.ndarray:
-    return np.column_stack(
-        [
-            np.asarray(det.score_samples(X[:, c]), dtype=np.float64)
-            for det, c in zip(detectors, cols)
-        ]
-    )
+    return score_columns(detectors, [X[:, c] for c in cols])

@@ -36,6 +36,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._mahalanobis import MahalanobisDetector
+from ._meta import fit_for_scores, score_columns
 from .base import BaseDetector
 from .nn._gradients import channel_view, sign_prime
 from .utils._folds import inlier_folds
@@ -60,12 +61,7 @@ def _n_rows(X) -> int:
 
 def _scores_of(detectors, cols, F) -> np.ndarray:
     """Per-layer scores: column ``l`` is ``detectors[l]`` on ``F[:, cols[l]]``."""
-    return np.column_stack(
-        [
-            np.asarray(det.score_samples(F[:, c]), dtype=np.float64)
-            for det, c in zip(detectors, cols)
-        ]
-    )
+    return score_columns(detectors, [F[:, c] for c in cols])
 
 
 def _check_differentiable(detectors, where: str) -> None:
@@ -313,12 +309,12 @@ class InputPreprocessingDetector(BaseDetector):
         n_in = F_in.shape[0]
         oof = np.empty(n_in, dtype=np.float64)
         for train, test in inlier_folds(self.cv, self.random_state, n_in, y_in):
-            fold = _fit_on(
+            fold = fit_for_scores(
                 clone(det), F_in[train], None if y_in is None else y_in[train]
             )
             S = self._layer_scores([fold], [slice(None)], _rows(X_in, test), F_in[test])
             oof[test] = S[:, 0]
-        self.detector_ = _fit_on(det, F_in, y_in)
+        self.detector_ = fit_for_scores(det, F_in, y_in)
         return oof
 
     def _fit_composite(self, det, X_in, y_in, X_out, F_in):
@@ -421,12 +417,7 @@ class InputPreprocessingDetector(BaseDetector):
                 for k, x_hat in enumerate(moved):
                     f = ext.forward_features(x_hat, layers=needed[k])
                     feats[k][start:stop] = f[:, index[k].to(f.device)].cpu().numpy()
-        return np.column_stack(
-            [
-                np.asarray(det.score_samples(f), dtype=np.float64)
-                for det, f in zip(detectors, feats)
-            ]
-        )
+        return score_columns(detectors, feats)
 
     def _parts(self):
         """The per-layer detectors and the columns each reads."""
@@ -486,7 +477,3 @@ class InputPreprocessingDetector(BaseDetector):
 def _as_index(cols, ext) -> np.ndarray:
     """Integer column indices of a slice or an index array of the features."""
     return np.arange(ext.n_features_out_)[cols]
-
-
-def _fit_on(det, F, y):
-    return det.fit(F) if y is None else det.fit(F, y)

@@ -85,7 +85,6 @@ _GROUP = 16
 # Rows of the float64 (rows, k, d) temporary of the exact distance pass.
 _REFINE_BYTES = 8 * 2**20
 # Torch tiles: the CPU as above; a GPU reduces whole rows.
-_TORCH_CPU_TILE = (1024, 4096)
 
 
 @dataclass(frozen=True)
@@ -623,7 +622,8 @@ def extend_index(index: KNNIndex, X, *, n_threads: int = 1) -> KNNIndex:
     Rows equal to a stored row raise its count; new distinct rows are
     searched against all rows, and old rows against the new ones only (a
     stream of batches costs one leave-one-out pass over the final set). The
-    result equals :func:`build_index` on all rows seen, up to ties. The
+    result equals :func:`prepare_index` and the leave-one-out pass on all
+    rows seen, up to ties. The
     stored dtype is kept, or promoted to float64 when ``X`` is float64
     because its values need it.
     """

@@ -82,19 +82,33 @@ def join(prefix: Pipeline | None, tail):
     return Pipeline(prefix.steps + steps, memory=prefix.memory, verbose=prefix.verbose)
 
 
-def fit_rows(detector, X, y, rows):
-    """Fit ``detector`` on the rows ``rows`` of ``X`` (and of ``y`` when given).
+def fit_for_scores(detector, X, y=None):
+    """Fit ``detector`` whose scores, not its own ``offset_``, the caller uses.
 
-    The wrapper sets its own threshold, so the detector's own ``offset_`` does
-    not matter: its :class:`~sklearn_ood.base.CalibrationWarning` (too few rows
-    for its ``contamination``) is silenced.
+    Composites and wrappers set their own threshold, so the inner detector's
+    :class:`~sklearn_ood.base.CalibrationWarning` (too few rows for its
+    ``contamination``) would only repeat theirs: it is silenced.
     """
-    X_rows = _safe_indexing(X, rows)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=CalibrationWarning)
-        if y is None:
-            return detector.fit(X_rows)
-        return detector.fit(X_rows, _safe_indexing(y, rows))
+        return detector.fit(X) if y is None else detector.fit(X, y)
+
+
+def fit_rows(detector, X, y, rows):
+    """:func:`fit_for_scores` on the rows ``rows`` of ``X`` (and of ``y``)."""
+    y_rows = None if y is None else _safe_indexing(y, rows)
+    return fit_for_scores(detector, _safe_indexing(X, rows), y_rows)
+
+
+def score_columns(detectors, inputs) -> np.ndarray:
+    """``(n, len(detectors))`` float64 scores: column ``j`` is
+    ``detectors[j].score_samples(inputs[j])``."""
+    return np.column_stack(
+        [
+            np.asarray(det.score_samples(data), dtype=np.float64)
+            for det, data in zip(detectors, inputs, strict=True)
+        ]
+    )
 
 
 class MetaDetector(OutlierContractMixin, BaseEstimator):

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import KFold
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import (
     HasMethods,
@@ -45,6 +44,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._meta import MetaDetector, featurize, fit_rows, join
 from .base import CONTAMINATION_CONSTRAINT
+from .utils._folds import inlier_folds
 
 __all__ = ["ConformalDetector", "benjamini_hochberg"]
 
@@ -249,8 +249,7 @@ class ConformalDetector(MetaDetector):
             )
         oof = np.empty(n_in, dtype=np.float64)
         tails, folds = [], []
-        splitter = KFold(k, shuffle=True, random_state=rng)
-        for train, test in splitter.split(np.zeros((n_in, 1))):
+        for train, test in inlier_folds(k, rng, n_in):
             rows = np.sort(np.r_[inliers[train], outliers])
             tail = fit_rows(clone(feat.tail), feat.X, y, rows)
             oof[test] = tail.score_samples(_safe_indexing(feat.X, inliers[test]))

@@ -255,9 +255,28 @@ def test_combine_is_the_public_combination_of_layer_scores():
             feature_groups=GROUPS, combiner=combiner, random_state=0
         ).fit(X_all, y_all)
         X_test = X_all[::5]
-        np.testing.assert_array_equal(
-            ens.score_samples(X_test), ens.combine(ens.layer_scores(X_test))
+        # Per-layer scores computed here from the fitted detectors on their
+        # columns, and the combination written out: the standardised mean, or
+        # the logistic model's decision value (the linear logit; coef_ and
+        # intercept_ of scikit-learn's LogisticRegression(CV) and of the
+        # non-negative one alike).
+        S = np.column_stack(
+            [
+                det.score_samples(X_test[:, cols])
+                for det, cols in zip(ens.detectors_, ens.layer_columns_.values())
+            ]
         )
+        np.testing.assert_array_equal(ens.layer_scores(X_test), S)
+        if combiner == "mean_standardized":
+            expected = ((S - ens.layer_mean_) / ens.layer_scale_).mean(axis=1)
+        else:
+            model = ens.combiner_
+            expected = S @ np.ravel(model.coef_) + np.ravel(model.intercept_)[0]
+        # the same float64 sums in another order: a few eps64 of |S| |w|
+        np.testing.assert_allclose(
+            ens.score_samples(X_test), expected, rtol=1e-12, atol=1e-12
+        )
+        np.testing.assert_array_equal(ens.score_samples(X_test), ens.combine(S))
     with pytest.raises(ValueError, match=r"shape \(n_samples, 2\)"):
         ens.combine(np.zeros((3, 5)))
 
