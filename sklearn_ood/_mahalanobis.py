@@ -381,7 +381,9 @@ class MahalanobisDetector(BaseDetector):
         """Distances to each class, and the full ones that choose the class."""
         if isinstance(X, TorchInput):
             return squared_distances_torch(self._model, X.data, X.device)
-        return squared_distances(self._model, X)
+        return squared_distances(
+            self._model, X, dtype=self._model.product_dtype(X.dtype)
+        )
 
     def _score(self, X):
         return distance_scores(*self._distances(X))

@@ -1026,3 +1026,28 @@ def test_pickle_stores_each_model_array_once(params):
         loaded.score_samples(X[:20]), det.score_samples(X[:20])
     )
     assert loaded.offset_ == det.offset_
+
+
+def test_products_in_the_input_precision_on_both_paths():
+    # One rule for NumPy and torch (GaussianModel.product_dtype): float64 rows
+    # scored by a model fitted on float32 rows get float64 products, float32
+    # rows float32 ones. Reference: the float64 quadratic form of covariance_
+    # (condition number ~10 here, so float64 products agree to ~1e-13 relative
+    # and float32 ones differ by ~1e-7).
+    torch = pytest.importorskip("torch")
+    rng = np.random.RandomState(0)
+    A = rng.normal(size=(8, 8)) * 0.2 + np.eye(8)
+    X = (rng.normal(size=(500, 8)) @ A).astype(np.float32)
+    Q = rng.normal(size=(50, 8)) @ A
+    det = MahalanobisDetector(device="cpu").fit(X)
+    diff = Q - det.means_[0]
+    ref = -np.einsum("ij,ij->i", diff, np.linalg.solve(det.covariance_, diff.T).T)
+    for scores in (det.score_samples(Q), det.score_samples(torch.from_numpy(Q))):
+        assert_allclose(scores, ref, rtol=1e-10)
+    Q32 = Q.astype(np.float32)
+    s_np, s_torch = det.score_samples(Q32), det.score_samples(torch.from_numpy(Q32))
+    # float32 products on both: within float32 rounding of the reference
+    # (a few eps32 times the condition number), and not float64-exact.
+    assert_allclose(s_np, ref, rtol=1e-4)
+    assert_allclose(s_torch, ref, rtol=1e-4)
+    assert np.max(np.abs(s_np / ref - 1)) > 1e-9

@@ -190,8 +190,8 @@ class GaussianModel:
         The eigenvalues used span a ratio of at most 1e6, so float32 products
         lose at most about 1e-4 (relative) of a distance.
     dtype : numpy.dtype
-        Precision of the distance products for NumPy input: float32 for
-        float32 training rows when ``float32_safe``, else float64.
+        Precision of the distance products of the training rows
+        (:meth:`product_dtype` of their dtype).
     """
 
     means: np.ndarray
@@ -213,6 +213,13 @@ class GaussianModel:
         state = dict(self.__dict__)
         state.pop("_prepared", None)  # a cache, rebuilt on demand
         return state
+
+    def product_dtype(self, input_dtype) -> np.dtype:
+        """Precision of the distance products for rows of ``input_dtype``: the
+        input's where float32 is accurate (``float32_safe``), else float64.
+        The one rule of the NumPy and torch scoring paths."""
+        single = np.dtype(input_dtype) == np.float32 and self.float32_safe
+        return np.dtype(np.float32 if single else np.float64)
 
     def for_scoring(self) -> GaussianModel:
         """The same model without what only the calibration needs (``loo_basis``)."""

@@ -88,10 +88,10 @@ def _input_dtype(X):
 
 
 def _precision(model: GaussianModel, input_dtype):
-    """Products in the input's precision where float32 is accurate, else float64."""
-    if input_dtype == torch.float32 and model.float32_safe:
-        return torch.float32
-    return torch.float64
+    """:meth:`GaussianModel.product_dtype` as a torch dtype."""
+    single = input_dtype == torch.float32
+    product = model.product_dtype(np.float32 if single else np.float64)
+    return torch.float32 if product == np.float32 else torch.float64
 
 
 def squared_distances_torch(model: GaussianModel, X, device):
