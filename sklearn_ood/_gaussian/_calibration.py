@@ -20,7 +20,7 @@ import numpy as np
 
 from ..stats._moments import Moments, pool_moments
 from ..utils._chunking import _chunk_rows
-from ._distances import distance_scores, squared_distances, whiten
+from ._distances import _rowsq, distance_scores, squared_distances, whiten
 from ._estimate import gaussian_from_moments
 from ._model import GaussianModel, GaussianSpec
 
@@ -262,10 +262,6 @@ def _eigenbasis_update(basis, g, X, y_idx, means, counts, n, Mv=None):
     D = ff + (c / denom)[:, None] * fe**2
     D[rows, y_idx] = own
     return D
-
-
-def _rowsq(Z):
-    return np.einsum("ij,ij->i", Z, Z)
 
 
 def out_of_fold_scores(

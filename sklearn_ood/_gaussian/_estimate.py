@@ -166,26 +166,19 @@ def _decompose(cov, n, scatter, s4, spec: GaussianSpec, need_basis=False) -> _Pa
 
 def _stack_bases(bases):
     """One :class:`LooBasis` of per-class bases (padding directions weigh 0)."""
-    width = max(b.vectors.shape[-1] for b in bases)
-    d = bases[0].vectors.shape[1]
-    vectors = np.zeros((len(bases), d, width))
-    spread = np.full((len(bases), width), np.inf)
-    for i, b in enumerate(bases):
-        vectors[i, :, : b.vectors.shape[-1]] = b.vectors[0]
-        spread[i, : b.spread.shape[-1]] = b.spread[0]
     return LooBasis(
-        vectors=vectors,
-        spread=spread,
+        vectors=_pad([b.vectors[0] for b in bases]),
+        spread=_pad([b.spread[0] for b in bases], fill=np.inf),
         shrinkage=np.concatenate([b.shrinkage for b in bases]),
         target=np.concatenate([b.target for b in bases]),
         floor=np.concatenate([b.floor for b in bases]),
     )
 
 
-def _pad(arrays):
-    """Stack arrays whose last axis differs, padding it with zeros."""
+def _pad(arrays, fill=0.0):
+    """Stack arrays whose last axis differs, padding it with ``fill``."""
     width = max(a.shape[-1] for a in arrays)
-    out = np.zeros((len(arrays), *arrays[0].shape[:-1], width))
+    out = np.full((len(arrays), *arrays[0].shape[:-1], width), fill)
     for i, a in enumerate(arrays):
         out[i, ..., : a.shape[-1]] = a
     return out
