@@ -14,7 +14,7 @@ used before flagged measurably fewer.
 
 import numpy as np
 import pytest
-from sklearn.covariance import OAS, LedoitWolf, ShrunkCovariance
+from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 
 from sklearn_ood import MahalanobisDetector
 from tests._calibration import conformal_threshold
@@ -314,3 +314,36 @@ def test_share_of_new_normal_samples_flagged_at_n_close_to_d():
         loo, oof = np.array(shares["loo"][c]), np.array(shares["oof"][c])
         assert abs(loo.mean() - q) <= 3 * np.sqrt(var / len(loo))
         assert oof.mean() + 3 * np.sqrt(var / len(oof)) < q
+
+
+def test_per_class_floor_active_in_one_class_only_equals_refits():
+    # Class 0 has a constant feature (the pseudo-inverse drops that direction
+    # for class 0 only); class 1 is full rank. Every class then carries an
+    # eigenbasis for the update (padded to one width). Reference: scikit-learn
+    # EmpiricalCovariance (pinvh) refitted on the own class without the row,
+    # and fitted on all rows of the other class, minimum over the classes.
+    rng = np.random.RandomState(3)
+    d = 6
+    X = rng.normal(size=(60, d)) @ (np.eye(d) + 0.3 * rng.normal(size=(d, d)))
+    y = np.repeat([0, 1], 30)
+    X[y == 0, 2] = 1.5
+    X[y == 1] += 2.0
+    det = MahalanobisDetector(
+        mode="per_class", eigenvalue_floor="pinv", contamination=0.1
+    ).fit(X, y)
+    full = [EmpiricalCovariance().fit(X[y == c]) for c in (0, 1)]
+    ref = np.empty(len(X))
+    for i in range(len(X)):
+        D = []
+        for c in (0, 1):
+            if y[i] == c:
+                keep = (y == c) & (np.arange(len(X)) != i)
+                est = EmpiricalCovariance().fit(X[keep])
+            else:
+                est = full[c]
+            D.append(est.mahalanobis(X[i : i + 1])[0])
+        ref[i] = -min(D)
+    # float64 on both sides; the distances are sums of d terms of size up to
+    # max D, each through a d x d (pseudo-)inverse of condition ~1e2:
+    # d * cond * eps64 * max|D| relative, far below 1e-8.
+    np.testing.assert_allclose(det.calibration_scores_, ref, rtol=1e-8)

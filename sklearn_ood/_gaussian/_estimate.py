@@ -90,13 +90,14 @@ def _eigh(cov, vectors: bool):
     return eig[::-1], vecs[:, ::-1]
 
 
-def _decompose(cov, n, scatter, s4, spec: GaussianSpec, need_basis=False) -> _Part:
+def _decompose(cov, n, scatter, s4, spec: GaussianSpec, basis_only=False) -> _Part:
     """Shrink, decompose, floor (or pseudo-invert) and whiten one covariance.
 
     The whitening is the inverse Cholesky factor when no direction is floored
     and every component is used, else the floored eigenbasis. The
     eigenvectors that closed-form leave-one-out scores need (a shrunk
-    covariance, an active floor, or ``need_basis``) are kept in ``basis``.
+    covariance, an active floor, or ``basis_only``) are kept in ``basis``;
+    ``basis_only`` returns once the basis is known (no whitening).
     """
     d = cov.shape[0]
     emp = 0.5 * (cov + cov.T)
@@ -106,7 +107,7 @@ def _decompose(cov, n, scatter, s4, spec: GaussianSpec, need_basis=False) -> _Pa
     # The leave-one-out update needs the eigenvectors of a shrunk covariance
     # (and of a floored one, computed below when the floor turns out active).
     loo = spec.components is None and n > 1
-    eager = loo and (spec.shrinkage or need_basis)
+    eager = loo and (spec.shrinkage or basis_only)
     eig, vecs = _eigh(cov, vectors=spec.components is not None or eager)
     if spec.pinv:
         # scipy.linalg.pinvh's default cutoff (scikit-learn's precision_).
@@ -138,6 +139,8 @@ def _decompose(cov, n, scatter, s4, spec: GaussianSpec, need_basis=False) -> _Pa
             target=np.array([target]),
             floor=np.array([floor]),
         )
+    if basis_only:
+        return _Part(cov, eig, None, basis=basis)
     if not floored and spec.components is None:
         # Full distance under an invertible covariance: whiten with the
         # inverse Cholesky factor (same distances; an upper triangular W lets
@@ -223,15 +226,18 @@ def gaussian_from_scatter(
         eig, W = _pad([p.eig for p in parts]), _pad([p.W for p in parts])
         if any(p.basis is not None for p in parts):
             # Every class's update needs its eigenbasis once one class has it
-            # (a floor active in some classes only).
-            parts = [
-                p
+            # (a floor active in some classes only): the others' bases alone.
+            bases = [
+                p.basis
                 if p.basis is not None
-                else _decompose(scatter[c] / n_c, n_c, scatter[c], s4[c], spec, True)
+                else _decompose(
+                    scatter[c] / n_c, n_c, scatter[c], s4[c], spec, basis_only=True
+                ).basis
                 for c, (p, n_c) in enumerate(zip(parts, counts, strict=True))
             ]
+        else:
+            bases = [None]
         floored = any(p.floored for p in parts)
-        bases = [p.basis for p in parts]
         basis = None
         if all(b is not None for b in bases):
             basis = _stack_bases(bases)
