@@ -176,16 +176,3 @@ class MetaDetector(OutlierContractMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
-
-    def _store_calibration(self, scores, rows=None) -> None:
-        """Store calibration scores (validated finite) without setting ``offset_``."""
-        scores = np.asarray(scores, dtype=np.float64).ravel()
-        if scores.size == 0 or not np.all(np.isfinite(scores)):
-            raise ValueError(
-                f"{type(self).__name__}: the wrapped detector gave "
-                f"{scores.size} calibration score(s), "
-                f"{int(np.sum(~np.isfinite(scores)))} of them non-finite; "
-                "expected finite scores for the in-distribution training rows."
-            )
-        self.calibration_scores_ = scores
-        self._calibration_rows = None if rows is None else np.asarray(rows)

@@ -321,6 +321,11 @@ class OutlierContractMixin(OutlierMixin):
 
     def _offset_from_scores(self, scores) -> float:
         """``offset_`` for the calibration scores ``scores`` (validated, not stored)."""
+        scores = self._check_calibration_scores(scores)
+        return conformal_offset(scores, self.contamination, type(self).__name__)
+
+    def _check_calibration_scores(self, scores) -> np.ndarray:
+        """Calibration scores as a finite, non-empty float64 vector, or a ValueError."""
         scores = np.asarray(scores, dtype=np.float64).ravel()
         if scores.size == 0:
             raise ValueError(
@@ -334,7 +339,12 @@ class OutlierContractMixin(OutlierMixin):
                 "degenerate (constant, or values too extreme for the "
                 "computation); check the input or choose a regularised setting."
             )
-        return conformal_offset(scores, self.contamination, type(self).__name__)
+        return scores
+
+    def _store_calibration(self, scores, rows=None) -> None:
+        """Store validated calibration scores (and their rows), not ``offset_``."""
+        self.calibration_scores_ = self._check_calibration_scores(scores)
+        self._calibration_rows = None if rows is None else np.asarray(rows)
 
     def _set_calibration(self, scores, rows=None) -> None:
         """Store calibration scores and set ``offset_`` from ``contamination``.
@@ -343,8 +353,7 @@ class OutlierContractMixin(OutlierMixin):
         belong to, when not every row has one (``None``: all rows, in order).
         """
         offset = self._offset_from_scores(scores)
-        self.calibration_scores_ = np.asarray(scores, dtype=np.float64).ravel()
-        self._calibration_rows = None if rows is None else np.asarray(rows)
+        self._store_calibration(scores, rows)
         self.offset_ = offset
 
 
