@@ -88,14 +88,20 @@ def _threshold_curve(scores, is_in, scoring):
         return values, objective
     tp = n_in - np.searchsorted(s_in, cuts, side="left")
     fp = n_out - np.searchsorted(s_out, cuts, side="left")
+    return values, _metric_from_counts(tp, fp, n_in, n_out, scoring)
+
+
+def _metric_from_counts(tp, fp, n_in: int, n_out: int, scoring) -> np.ndarray:
+    """A named metric from the accepted in-distribution (``tp``) and OOD
+    (``fp``) counts, elementwise (arrays of thresholds or one threshold)."""
+    tp, fp = np.asarray(tp, dtype=np.float64), np.asarray(fp, dtype=np.float64)
     if scoring in ("detection_accuracy", "balanced_accuracy"):
-        objective = 0.5 * (tp / n_in + (n_out - fp) / n_out)
-    elif scoring == "accuracy":
-        objective = (tp + n_out - fp) / (n_in + n_out)
-    else:  # "f1", in-distribution positive
-        denom = 2 * tp + fp + (n_in - tp)
-        objective = np.divide(2.0 * tp, denom, out=np.zeros(cuts.size), where=denom > 0)
-    return values, objective.astype(np.float64)
+        return 0.5 * (tp / n_in + (n_out - fp) / n_out)
+    if scoring == "accuracy":
+        return (tp + n_out - fp) / (n_in + n_out)
+    # "f1", in-distribution positive: 2 tp / (2 tp + fp + fn), fn = n_in - tp
+    denom = tp + n_in + fp
+    return np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
 
 
 def _best_threshold(scores, is_in, scoring):
@@ -131,12 +137,7 @@ def _metric_at(scores, is_in, threshold, scoring):
     tp = np.sum(accepted & is_in)
     fp = np.sum(accepted & ~is_in)
     n_in, n_out = int(is_in.sum()), int((~is_in).sum())
-    if scoring in ("detection_accuracy", "balanced_accuracy"):
-        return float(0.5 * (tp / n_in + (n_out - fp) / n_out))
-    if scoring == "accuracy":
-        return float((tp + n_out - fp) / (n_in + n_out))
-    denom = tp + n_in + fp
-    return float(2.0 * tp / denom) if denom else 0.0
+    return float(_metric_from_counts(tp, fp, n_in, n_out, scoring))
 
 
 class _ThresholdDetector(MetaDetector):
