@@ -89,6 +89,9 @@ def test_roc_from_predictions_matches_sklearn_and_metrics(ties, tpr):
     accepted = s >= op["threshold"]
     assert marker.get_ydata()[0] == op["tpr"] == np.mean(accepted[y == 1])
     assert op["fpr"] == np.mean(accepted[y == -1])
+    # ...and it is the strictest one reaching the target: accepting only the
+    # scores above it misses the target TPR.
+    assert np.mean(s[y == 1] > op["threshold"]) < tpr
 
     texts = _legend_texts(disp.ax_)
     assert texts[0] == f"AUROC = {roc_auc_score(y == 1, s):.3f}"

@@ -100,10 +100,18 @@ def operating_point(
     is_in: np.ndarray, score: np.ndarray, tpr: float
 ) -> tuple[float, float]:
     """Return (FPR, TPR) at the strictest ROC point whose TPR >= ``tpr``."""
-    fprs, tprs, _ = roc_curve(is_in, score, drop_intermediate=False)
+    fpr, reached, _ = operating_point_with_threshold(is_in, score, tpr)
+    return fpr, reached
+
+
+def operating_point_with_threshold(
+    is_in: np.ndarray, score: np.ndarray, tpr: float
+) -> tuple[float, float, float]:
+    """(FPR, TPR, threshold) of that point, from one full ROC curve."""
+    fprs, tprs, thresholds = roc_curve(is_in, score, drop_intermediate=False)
     # tprs is non-decreasing and ends at 1.0 >= tpr, so the index is valid.
     idx = int(np.searchsorted(tprs, tpr, side="left"))
-    return float(fprs[idx]), float(tprs[idx])
+    return float(fprs[idx]), float(tprs[idx]), float(thresholds[idx])
 
 
 def percent_name(tpr: float) -> str:

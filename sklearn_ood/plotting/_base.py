@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_curve
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_consistent_length
 from sklearn.utils.validation import _check_response_method
@@ -28,7 +27,7 @@ from ..metrics._validation import (
     check_inputs,
     check_score,
     labels_to_inlier_mask,
-    operating_point,
+    operating_point_with_threshold,
 )
 
 #: Constraints of the parameters shared by every ``from_estimator``.
@@ -66,20 +65,16 @@ def final_step(estimator: Any) -> Any:
 def operating_point_dict(is_in: np.ndarray, score: np.ndarray, tpr: float) -> dict:
     """The operating point of :mod:`sklearn_ood.metrics`, with its threshold.
 
-    FPR and TPR come from the metrics package; the threshold is the one of the
-    (unique) point of the full ROC curve with these coordinates.
+    The point of the metrics package's ``operating_point``, with the
+    threshold of the same point of the same full ROC curve.
     """
-    fpr, reached = operating_point(is_in, score, tpr)
-    fprs, tprs, thresholds = roc_curve(is_in, score, drop_intermediate=False)
-    # Successive points of the full curve differ in FPR or TPR, so the match
-    # is unique.
-    idx = int(np.flatnonzero((fprs == fpr) & (tprs == reached))[0])
+    fpr, reached, threshold = operating_point_with_threshold(is_in, score, tpr)
     return {
         "target_tpr": float(tpr),
         "tpr": reached,
         "fpr": fpr,
         "tnr": 1.0 - fpr,
-        "threshold": float(thresholds[idx]),
+        "threshold": threshold,
     }
 
 
