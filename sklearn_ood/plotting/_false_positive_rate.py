@@ -66,6 +66,11 @@ def _p_values(estimator: Any, X: Any, caller: str) -> np.ndarray:
     return final.p_values(X)
 
 
+def _share_at_most(p_sorted: np.ndarray, x):
+    """Share of the sorted p-values at most ``x`` (the rule of ``predict``)."""
+    return np.searchsorted(p_sorted, x, side="right") / p_sorted.size
+
+
 def _contamination(estimator: Any) -> float | None:
     c = getattr(final_step(estimator), "contamination", None)
     if isinstance(c, str) and c == "auto":
@@ -199,16 +204,14 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
                     f"float in {interval}. Got {value!r} instead."
                 )
         p = np.sort(_check_p_values(self.p_values, caller))
-        n, max_rate = p.size, float(self.max_rate)
-        if n == 0:
-            raise ValueError(f"{caller} needs at least one p-value; got none.")
+        n, max_rate = p.size, float(self.max_rate)  # n >= 1: checked above
         self._set_axes(ax)
 
         # The measured share is a step function that jumps at each p-value:
         # evaluating it on the grid and at every jump draws it exactly.
         rates = np.union1d(np.linspace(0.0, max_rate, _N_GRID), p[p <= max_rate])
         self.rates_ = rates
-        self.measured_ = np.searchsorted(p, rates, side="right") / n
+        self.measured_ = _share_at_most(p, rates)
         low, high = binom.interval(self.confidence, n, rates)
         self.band_low_, self.band_high_ = low / n, high / n
 
@@ -237,7 +240,7 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
         self.flagged_ = self.contamination_marker_ = None
         if self.contamination is not None:
             c = float(self.contamination)
-            self.flagged_ = float(np.searchsorted(p, c, side="right") / n)
+            self.flagged_ = float(_share_at_most(p, c))
             (self.contamination_marker_,) = self.ax_.plot(
                 [c],
                 [self.flagged_],
@@ -245,8 +248,7 @@ class FalsePositiveRateDisplay(OODDisplayMixin):
                 **MARKER,
                 label=f"contamination = {c:g}: {self.flagged_:.1%} flagged",
             )
-        in_view = rates <= max_rate
-        top = max(max_rate, self.measured_[in_view].max(), self.band_high_.max())
+        top = max(max_rate, self.measured_.max(), self.band_high_.max())
         top = max(top, self.ax_.get_ylim()[1] / 1.02) if ax is not None else top
         self.ax_.set(
             xlim=(0, max_rate),
