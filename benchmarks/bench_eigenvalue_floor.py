@@ -157,27 +157,17 @@ def part_b(F_mnist, y_mnist, F_fashion_test, quick):
 def part_c(args):
     import torch
     from bench_lee_ensemble import (
-        IN_CLASSES,
         LAYERS,
         N_VAL,
-        accuracy,
         lee_data,
-        train_lenet,
+        lee_network,
     )
 
     # The data and splits of bench_lee_ensemble.run (one function).
     data = lee_data(args)
-    X_tr, y_tr, y_te = data["X_tr"], data["y_tr"], data["y_te"]
-    X_fit, y_fit, in_test, ood = (
-        data["X_fit"],
-        data["y_fit"],
-        data["in_test"],
-        data["ood"],
-    )
-    net_rows, test_in, n_in = data["net_rows"], data["test_in"], len(IN_CLASSES)
+    X_fit, y_fit, in_test, ood = (data[k] for k in ("X_fit", "y_fit", "in_test", "ood"))
     log(f"(c) training LeNet on {args.n_train} images, {args.epochs} epochs")
-    net = train_lenet(X_tr[net_rows], y_tr[net_rows], args.epochs, args.seed, n_in)
-    acc = accuracy(net, in_test, y_te[test_in[2 * N_VAL : 2 * N_VAL + args.n_test]])
+    net, acc = lee_network(args, data)
     ext = TorchFeatureExtractor(net, layers=LAYERS, device="cpu", batch_size=500)
     ext.fit(X_fit)
     F_fit, F_in = ext.transform(X_fit), ext.transform(in_test)

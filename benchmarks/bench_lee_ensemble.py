@@ -175,13 +175,19 @@ def lee_data(args):
     }  # fmt: skip
 
 
+def lee_network(args, data):
+    """The LeNet trained on ``data["net_rows"]`` and its test accuracy."""
+    n_in = len(IN_CLASSES)
+    X_tr, y_tr, rows = data["X_tr"], data["y_tr"], data["net_rows"]
+    net = train_lenet(X_tr[rows], y_tr[rows], args.epochs, args.seed, n_in)
+    test = data["test_in"][2 * N_VAL : 2 * N_VAL + args.n_test]
+    return net, accuracy(net, data["in_test"], data["y_te"][test])
+
+
 def run(args):
     data = lee_data(args)
-    X_tr, y_tr, y_te = data["X_tr"], data["y_tr"], data["y_te"]
-    net_rows, X_fit, y_fit = data["net_rows"], data["X_fit"], data["y_fit"]
-    test_in, in_test, ood = data["test_in"], data["in_test"], data["ood"]
-    n_in = len(IN_CLASSES)
-    X_te = data["X_te"]
+    X_te, y_te, test_in = data["X_te"], data["y_te"], data["test_in"]
+    X_fit, y_fit, in_test, ood = (data[k] for k in ("X_fit", "y_fit", "in_test", "ood"))
     in_lr, in_sel = X_te[test_in[:N_VAL]], X_te[test_in[N_VAL : 2 * N_VAL]]
     y_lr, y_sel = y_te[test_in[:N_VAL]], y_te[test_in[N_VAL : 2 * N_VAL]]
     blocks = {  # name -> (combiner OOD rows, selection OOD rows, test OOD rows)
@@ -189,8 +195,7 @@ def run(args):
     }
 
     log(f"training LeNet on {args.n_train} Fashion-MNIST images, {args.epochs} ep.")
-    net = train_lenet(X_tr[net_rows], y_tr[net_rows], args.epochs, args.seed, n_in)
-    acc = accuracy(net, in_test, y_te[test_in[2 * N_VAL : 2 * N_VAL + args.n_test]])
+    net, acc = lee_network(args, data)
     log(f"test accuracy {acc:.4f}")
 
     # FGSM proxies of the in-distribution validation images (Lee: eps 0.05),
