@@ -179,13 +179,9 @@ def _size_text(size) -> str:
 
 def _input_geometry(extractor) -> tuple[tuple[int, int] | None, str]:
     """File loading size (None: as they are) and mode that suit an extractor."""
-    pre = extractor.preprocessing_
+    # The extractor's own rule (TorchFeatureExtractor reads files the same way).
     mode = "L" if extractor.input_channels_ == 1 else "RGB"
-    if pre["image_size"] is None:
-        return None, mode
-    height, width = pre["image_size"]
-    crop = pre["crop_pct"]
-    return (math.floor(height / crop), math.floor(width / crop)), mode
+    return extractor.preprocessing_["load_size"], mode
 
 
 def _image_batches(paths, size, mode, batch_size):
