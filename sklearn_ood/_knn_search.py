@@ -25,17 +25,20 @@ the training mean, ``q' = [q - s, 1]`` and ``r' = [r, -|r - s|^2 / 2]``,
 ``q' . r' = -|q - r|^2 / 2 + c(q)`` with ``c(q)`` constant along a query row,
 so the ``k`` nearest references of each query are the ``k`` largest entries
 of its row of ``Q' R'^T``: one GEMM, with the reference norms folded in and
-no pass over the distance matrix to add them. The distance block is small
-(tiles of ``_TILE_ROWS`` queries x ``_TILE_BYTES`` of references) and is
-reduced while it is in cache: the maximum of each of ``G`` groups of columns
-(one vectorised pass), a per-row threshold (the running ``k``-th best, or the
-tile's ``k``-th largest group maximum), and a vectorised merge of the few
-entries above it. The ``k`` distances of the chosen neighbours are then
-recomputed in float64 from the exact rows, ``|q - r|^2`` (not the expanded
-form), so scores are exact up to which neighbours are chosen: rounding in the
-product can only swap neighbours whose distances agree to within its error
-bound, about ``eps * (|q - s|^2 + |r - s|^2)`` (centring on ``s`` keeps this
-small for features that share an offset).
+no pass over the distance matrix to add them. The matrix is computed in
+tiles (``_tile_shape``: up to ``_TILE_ROWS`` queries and ``_TILE_BYTES``,
+all threads' tiles within a quarter of ``working_memory``), stored as
+references x queries, and each tile is reduced right after its product,
+while it is still in cache: the maximum of each of ``G`` groups of references
+(one elementwise pass over contiguous memory), a per-query threshold (the
+running ``k``-th best, or the tile's ``k``-th largest group maximum), and a
+vectorised merge of the few entries above it. The ``k`` distances of the
+chosen neighbours are then recomputed in float64 from the exact rows,
+``|q - r|^2`` (not the expanded form), so scores are exact up to which
+neighbours are chosen: rounding in the product can only swap neighbours
+whose distances agree to within its error bound, about
+``eps * (|q - s|^2 + |r - s|^2)`` (centring on ``s`` keeps this small for
+features that share an offset).
 
 *Threads.* Tiles of different queries are independent: the NumPy engine runs
 them on ``n_threads`` Python threads (NumPy releases the GIL in the product
@@ -49,11 +52,13 @@ operations (any device) and hands the choice to :func:`exact_distances`;
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn import get_config
 
 from .utils._chunking import _chunk_rows
 from .utils._numeric import max_safe_abs
@@ -77,10 +82,12 @@ __all__ = [
     "with_neighbors",
 ]
 
-# Tile of the distance matrix reduced while in cache: rows (queries) x columns
-# (references, as many as fit in _TILE_BYTES), columns in groups of _GROUP.
-_TILE_ROWS = 512
-_TILE_BYTES = 4 * 2**20
+# Tile of the distance matrix reduced while in cache: up to _TILE_ROWS queries
+# x as many references as fit in _TILE_BYTES (2048 x 2048 float32: measured
+# fastest with two threads, benchmarks/RESULTS.md), references in groups of
+# _GROUP.
+_TILE_ROWS = 2048
+_TILE_BYTES = 16 * 2**20
 _GROUP = 16
 # Rows of the float64 (rows, k, d) temporary of the exact distance pass.
 _REFINE_BYTES = 8 * 2**20
@@ -356,38 +363,47 @@ def _query_operand(S, shift, dtype):
 
 
 # ============================================================ NumPy engine
-def _tile_columns(dtype) -> int:
-    cols = _TILE_BYTES // (_TILE_ROWS * np.dtype(dtype).itemsize)
-    return max(_GROUP, cols // _GROUP * _GROUP)
+def _tile_shape(dtype, n_threads: int) -> tuple[int, int]:
+    """(queries, references) of a tile: ``_TILE_BYTES``, nearly square.
+
+    All threads' tiles together take at most a quarter of scikit-learn's
+    ``working_memory``. References come in whole groups of ``_GROUP``.
+    """
+    budget = get_config()["working_memory"] * 2**20 // (4 * max(1, n_threads))
+    entries = max(1, min(_TILE_BYTES, budget) // np.dtype(dtype).itemsize)
+    rows = max(1, min(_TILE_ROWS, math.isqrt(entries)))
+    return rows, max(_GROUP, entries // rows // _GROUP * _GROUP)
 
 
 def _select(T3, k, best_v, best_i, col0):
-    """Merge the ``k`` largest entries of each row of a tile into the running best.
+    """Merge the ``k`` largest entries of each query of a tile into the running best.
 
-    ``T3`` is the tile (b, c) viewed as (b, w, G): group ``g`` of a row holds
-    its columns ``g, g + G, ...``. ``best_v`` (decreasing) / ``best_i``: the
-    ``k`` best values and columns so far.
+    ``T3`` is the tile (c, b) (references x queries, C order) viewed as
+    (_GROUP, G, b): group ``g`` holds the references ``g, g + G, ...``, so the
+    group maxima are one elementwise pass over contiguous memory.
+    ``best_v`` (decreasing) / ``best_i``: the ``k`` best values and columns
+    so far, per query.
     """
-    b, _, G = T3.shape
-    gm = T3.max(axis=1)  # one vectorised pass over the tile
+    _, G, b = T3.shape
+    gm = T3.max(axis=0)  # (G, b)
     tau = best_v[:, -1]
-    cand = gm > tau[:, None]
-    n_cand = np.count_nonzero(cand)
-    if n_cand == 0:
+    cand = gm > tau
+    idx = np.flatnonzero(cand)
+    if idx.size == 0:
         return
     floor = None
-    if n_cand > 2 * k * b and G > k:
+    if idx.size > 2 * k * b and G > k:
         # Many candidates (a first tile): the tile's k-th largest group
         # maximum bounds its k-th largest entry from below.
-        floor = np.partition(gm, G - k, axis=1)[:, G - k]
-        cand &= gm >= floor[:, None]
-    rg, gg = np.nonzero(cand)
-    V = T3[rg, :, gg]  # (candidate groups, w)
-    keep = V > tau[rg, None]
+        floor = np.partition(gm, G - k, axis=0)[G - k]
+        idx = np.flatnonzero(cand & (gm >= floor))
+    gg, qq = np.divmod(idx, b)
+    V = T3[:, gg, qq]  # (_GROUP, candidate groups)
+    keep = V > tau[qq]
     if floor is not None:
-        keep &= V >= floor[rg, None]
-    ci, cj = np.nonzero(keep)
-    _merge_into(best_v, best_i, rg[ci], V[ci, cj], col0 + cj * G + gg[ci])
+        keep &= V >= floor[qq]
+    wi, ci = np.nonzero(keep)
+    _merge_into(best_v, best_i, qq[ci], V[wi, ci], col0 + wi * G + gg[ci])
 
 
 def _merge_into(best_v, best_i, rows, vals, cols):
@@ -396,13 +412,16 @@ def _merge_into(best_v, best_i, rows, vals, cols):
     Ties go to the smaller column, so the result does not depend on tiling.
     """
     k = best_v.shape[1]
-    act, pos = np.unique(rows, return_inverse=True)
+    hit = np.bincount(rows, minlength=best_v.shape[0])  # new entries per row
+    act = np.flatnonzero(hit)
     na = act.size
+    slot = np.cumsum(hit > 0) - 1  # position of each active row in act
+    pos = slot[rows]
     all_r = np.concatenate([np.repeat(np.arange(na), k), pos])
     all_v = np.concatenate([best_v[act].ravel(), vals])
     all_c = np.concatenate([best_i[act].ravel(), cols])
     order = np.lexsort((all_c, -all_v, all_r))
-    per_row = k + np.bincount(pos, minlength=na)
+    per_row = k + hit[act]
     take = order[(np.cumsum(per_row) - per_row)[:, None] + np.arange(k)]
     best_v[act] = all_v[take]
     best_i[act] = all_c[take]
@@ -435,7 +454,7 @@ def sort_neighbors(dist, ids):
     return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
 
 
-def _search_tiles(index, source, k, i0, i1, r0, r1, buffers):
+def _search_tiles(index, source, k, i0, i1, r0, r1, width, buffers):
     """``k`` nearest distinct rows in ``r0..r1`` of the queries ``i0..i1``."""
     Q, S64, zero = source.block(i0, i1)
     dtype, b = source.dtype, i1 - i0
@@ -443,34 +462,35 @@ def _search_tiles(index, source, k, i0, i1, r0, r1, buffers):
     best_v = np.full((b, k), lowest, dtype=dtype)
     best_i = np.full((b, k), -1, dtype=np.intp)
     ids = None if source.ids is None else np.asarray(source.ids[i0:i1])
-    width = _tile_columns(dtype)
     A = index.rows
     for c0 in range(r0, r1, width):
         c1 = min(c0 + width, r1)
         c = c1 - c0
-        T = buffers(b, -(-c // _GROUP) * _GROUP, dtype)
+        cols = -(-c // _GROUP) * _GROUP
+        T = buffers(cols * b, dtype).reshape(cols, b)
         R = A[c0:c1] if A.dtype == dtype else A[c0:c1].astype(dtype)
-        np.matmul(Q, R.T, out=T[:, :c])
+        np.matmul(R, Q.T, out=T[:c])
+        T[c:] = lowest  # padding references
         if ids is not None:  # leave-one-out: a row is not its own neighbour
             own = np.flatnonzero((ids >= c0) & (ids < c1))
-            T[own, ids[own] - c0] = lowest
-        _select(T.reshape(b, _GROUP, -1), k, best_v, best_i, c0)
+            T[ids[own] - c0, own] = lowest
+        _select(T.reshape(_GROUP, -1, b), k, best_v, best_i, c0)
     best_i[best_v == lowest] = -1
     return sort_neighbors(exact_distances(index, S64, zero, best_i), best_i)
 
 
 def _tile_buffers():
-    """Per-thread reusable tiles; padding columns hold the dtype's lowest value."""
+    """Per-thread reusable flat tile buffers, one per dtype."""
     local = threading.local()
 
-    def get(b, cols, dtype):
+    def get(size, dtype):
         cache = local.__dict__.setdefault("tiles", {})
-        key = (cols, np.dtype(dtype))
+        key = np.dtype(dtype)
         T = cache.get(key)
-        if T is None or T.shape[0] < b:
-            T = np.full((max(b, _TILE_ROWS), cols), np.finfo(dtype).min, dtype=dtype)
+        if T is None or T.size < size:
+            T = np.empty(size, dtype=dtype)
             cache[key] = T
-        return T[:b]
+        return T[:size]
 
     return get
 
@@ -478,8 +498,14 @@ def _tile_buffers():
 def _search_numpy(index, source, k, r0, r1, n_threads):
     """k nearest distinct rows in ``r0..r1`` of every query of ``source``."""
     n = source.n
-    blocks = [(i, min(i + _TILE_ROWS, n)) for i in range(0, n, _TILE_ROWS)]
-    width = _tile_columns(source.dtype)
+    rows, width = _tile_shape(source.dtype, n_threads)
+    # Blocks of at most ``rows`` queries, as many as a multiple of the
+    # threads when there are enough (so that no thread waits for another).
+    n_blocks = max(1, -(-n // rows))
+    if n_threads > 1 and n_blocks >= n_threads:
+        n_blocks = -(-n_blocks // n_threads) * n_threads
+    size = max(1, -(-n // n_blocks))
+    blocks = [(i, min(i + size, n)) for i in range(0, n, size)]
     tiles = max(1, -(-(r1 - r0) // width))
     parts = 1
     if n_threads > 1 and len(blocks) < 2 * n_threads:
@@ -491,7 +517,7 @@ def _search_numpy(index, source, k, r0, r1, n_threads):
 
     def work(item):
         (i0, i1), (a, z) = item
-        return _search_tiles(index, source, k, i0, i1, a, z, buffers)
+        return _search_tiles(index, source, k, i0, i1, a, z, width, buffers)
 
     if n_threads > 1 and len(items) > 1:
         with single_blas_thread(), ThreadPoolExecutor(max_workers=n_threads) as pool:

@@ -43,7 +43,13 @@ from ._knn_torch import (
 from .base import BaseDetector
 from .nn._device import DEVICE_CONSTRAINT, compute_device
 from .utils._labels import split_outlier_labels
-from .utils._tensors import TorchInput, check_tensor, is_tensor, tensor_to_numpy
+from .utils._numeric import check_feature_range
+from .utils._tensors import (
+    TorchInput,
+    check_tensor,
+    is_tensor,
+    tensor_to_numpy,
+)
 
 __all__ = ["KNNDetector"]
 
@@ -105,10 +111,10 @@ class KNNDetector(BaseDetector):
         available and the CPU otherwise; ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
         (or a :class:`torch.device`) name a device. A CUDA device asked for on
         a machine without CUDA falls back to the CPU with a
-        :class:`~sklearn_ood.nn.DeviceWarning`. NumPy input searched on the
-        CPU uses NumPy; torch tensors are searched with torch (on their own
-        GPU under ``"auto"``), as is anything searched on a GPU (the
-        leave-one-out pass of ``fit`` included).
+        :class:`~sklearn_ood.nn.DeviceWarning`. Anything searched on the CPU,
+        NumPy input or torch tensors, uses the NumPy engine (the faster one
+        there); anything searched on a GPU uses torch (a tensor on its own
+        GPU under ``"auto"``; the leave-one-out pass of ``fit`` included).
     n_jobs : int, default=None
         Threads of the NumPy search. ``None``: as many as BLAS uses (all cores
         unless limited, e.g. with ``threadpoolctl``); ``-1``: all CPUs.
@@ -149,8 +155,8 @@ class KNNDetector(BaseDetector):
     ``working_memory`` (:func:`sklearn.config_context`); results do not depend
     on it. Computations run in the input dtype (float32 features search in
     float32); float32 features whose squares could overflow are searched in
-    float64 (a clear error is raised where even float64 would overflow). The
-    torch path searches in float32 unless the values need float64.
+    float64 (a clear error is raised where even float64 would overflow). On a
+    GPU, torch searches in float32 unless the values need float64.
 
     **Duplicates and calibration.** The training scores that set ``offset_``
     are leave-one-out: each training sample's neighbours are searched among
@@ -262,8 +268,18 @@ class KNNDetector(BaseDetector):
     # ------------------------------------------------------------- scoring
     def _validate_score_input(self, X):
         device = None if self._faiss is not None else compute_device(self.device, X)
-        if device is None:
-            return super()._validate_score_input(X)
+        if device is None or device.type == "cpu":
+            # CPU tensors too: the NumPy engine is the faster one on a CPU
+            # (benchmarks/RESULTS.md); torch's computes on GPUs.
+            if not is_tensor(X):
+                return super()._validate_score_input(X)
+            # The checks and messages of the torch path, then NumPy's view.
+            X = check_tensor(self, X)
+            check_tensor_range(X, self.n_features_in_)
+            X = tensor_to_numpy(X)
+            if X.dtype not in (np.float32, np.float64):
+                X = X.astype(np.float64)  # as validate_data converts
+            return check_feature_range(X)
         if is_tensor(X):
             return TorchInput(check_tensor(self, X), device)
         return TorchInput(super()._validate_score_input(X), device)
@@ -326,10 +342,11 @@ class KNNDetector(BaseDetector):
         index, k = self._index, self.n_neighbors
         peak = check_tensor_range(F, index.n_features)
         with torch.no_grad():
-            if self._faiss is not None:
-                dist, ids = self._faiss.search(index, tensor_to_numpy(F), k)
-            else:
-                dist, ids = search_torch(index, F, k, F.device, cache=self._cache_rows)
+            if self._faiss is None and F.device.type != "cpu":
+                query = TorchInput(F, F.device)
+            else:  # faiss, or the NumPy engine on a CPU, chooses
+                query = check_feature_range(tensor_to_numpy(F))
+            dist, ids = self._neighbors(query, k)
         _, ids = expand(index, dist, ids, k, return_ids=True)
         dtype = compute_dtype(index, peak, F.dtype)
         rows = device_rows(index, F.device, dtype, self._cache_rows)

@@ -352,6 +352,38 @@ def test_tensor_validation():
     assert torch.equal(Qt.detach(), before)
 
 
+def test_cpu_tensors_of_other_dtypes_are_converted_as_arrays():
+    X, Q = _data()
+    det = KNNDetector().fit(X)
+    # bfloat16 (which NumPy lacks) is read as float32; integers as float64,
+    # as validate_data converts integer arrays.
+    Qb = torch.from_numpy(Q).to(torch.bfloat16)
+    np.testing.assert_array_equal(
+        det.score_samples(Qb), det.score_samples(Qb.float().numpy())
+    )
+    Qi = torch.from_numpy(np.rint(Q)).to(torch.int64)
+    np.testing.assert_array_equal(det.score_samples(Qi), det.score_samples(np.rint(Q)))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 8])
+def test_tiles_stay_within_working_memory(n_threads):
+    from sklearn import config_context
+
+    X, Q = _data()
+    index = ks.prepare_index(X, "sqeuclidean")
+    want = ks.search(index, Q, 3, n_threads=n_threads)
+    for mib, dtype in itertools.product((1, 1024), (np.float32, np.float64)):
+        with config_context(working_memory=mib):
+            rows, cols = ks._tile_shape(dtype, n_threads)
+            got = ks.search(index, Q, 3, n_threads=n_threads)
+        tile = rows * cols * np.dtype(dtype).itemsize
+        assert tile <= min(ks._TILE_BYTES, mib * 2**20 // (4 * n_threads))
+        assert cols % ks._GROUP == 0 and rows >= 1
+        # float64 data: the same neighbours whatever the tiling.
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])
+
+
 def test_kneighbors_uses_numpy_for_tensors():
     X, Q = _data()
     det = KNNDetector(n_neighbors=3).fit(X)
@@ -362,24 +394,42 @@ def test_kneighbors_uses_numpy_for_tensors():
 
 
 def test_device_parameter_routes_numpy_and_tensors(monkeypatch):
+    """On a CPU, arrays and tensors go through the NumPy engine (the faster
+    one there); a GPU device sends the search to the torch engine."""
     from sklearn_ood import _neighbors
 
     X, Q = _data()
     calls = []
-    real = _neighbors.search_torch
+    real_torch, real_numpy = _neighbors.search_torch, _neighbors.search
 
-    def spy(*args, **kwargs):
-        calls.append(args[3])
-        return real(*args, **kwargs)
+    def spy_torch(index, X, k, device, **kwargs):
+        calls.append(("torch", device.type))
+        return real_torch(index, X, k, CPU, **kwargs)
 
-    monkeypatch.setattr(_neighbors, "search_torch", spy)
+    def spy_numpy(*args, **kwargs):
+        calls.append(("numpy", "cpu"))
+        return real_numpy(*args, **kwargs)
+
+    monkeypatch.setattr(_neighbors, "search_torch", spy_torch)
+    monkeypatch.setattr(_neighbors, "search", spy_numpy)
+    Qt = torch.from_numpy(Q)
     for device in ("auto", "cpu"):
         det = KNNDetector(device=device).fit(X)
-        det.score_samples(Q)  # NumPy on the CPU
-        assert calls == []
-        det.score_samples(torch.from_numpy(Q))
-        assert calls == [CPU]
+        want = det.score_samples(Q)
+        np.testing.assert_array_equal(det.score_samples(Qt), want)
+        # Same neighbours; distances summed by torch: d eps64 relative.
+        got = det.score_samples_torch(Qt).detach().numpy()
+        np.testing.assert_allclose(got, want, rtol=2 * Q.shape[1] * EPS64)
+        assert calls == [("numpy", "cpu")] * 3
         calls.clear()
+    # A GPU (simulated: the device is reported as CUDA, the spy computes on
+    # the CPU) sends tensors and arrays to torch.
+    det = KNNDetector().fit(X)
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(_neighbors, "compute_device", lambda device, X=None: cuda)
+    for query in (Q, Qt):
+        det.score_samples(query)
+    assert calls == [("torch", "cuda")] * 2
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")

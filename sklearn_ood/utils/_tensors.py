@@ -15,7 +15,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["TorchInput", "check_tensor", "is_tensor", "tensor_to_numpy", "torch_chunk"]
+__all__ = [
+    "TorchInput",
+    "check_tensor",
+    "is_tensor",
+    "tensor_to_numpy",
+    "torch_chunk",
+]
 
 
 class TorchInput(NamedTuple):
@@ -32,9 +38,16 @@ def is_tensor(X) -> bool:
 
 
 def tensor_to_numpy(X):
-    """A CPU NumPy copy of a tensor (detached); anything else unchanged."""
+    """The values of a tensor as a NumPy array on the CPU; anything else unchanged.
+
+    A CPU tensor's array shares its memory (do not write to it); bfloat16,
+    which NumPy lacks, becomes float32.
+    """
     if is_tensor(X):
-        return X.detach().cpu().numpy()
+        X = X.detach().cpu()
+        if X.dtype == sys.modules["torch"].bfloat16:
+            X = X.float()
+        return X.numpy()
     return X
 
 
