@@ -395,7 +395,7 @@ def _select(T3, k, best_v, best_i, col0):
     if idx.size > 2 * k * b and G > k:
         # Many candidates (a first tile): the tile's k-th largest group
         # maximum bounds its k-th largest entry from below.
-        floor = np.partition(gm, G - k, axis=0)[G - k]
+        floor = np.partition(np.ascontiguousarray(gm.T), G - k, axis=1)[:, G - k]
         idx = np.flatnonzero(cand & (gm >= floor))
     gg, qq = np.divmod(idx, b)
     V = T3[:, gg, qq]  # (_GROUP, candidate groups)
