@@ -40,6 +40,13 @@ whose distances agree to within its error bound, about
 ``eps * (|q - s|^2 + |r - s|^2)`` (centring on ``s`` keeps this small for
 features that share an offset).
 
+*Leave-one-out, each pair once.* The pass over the training rows that
+calibrates the detector uses the symmetry of distances: with both norms
+folded in (``[r - s, 1, h]`` against ``[r - s, h, 1]``, ``h = -|r - s|^2 /
+2``) a tile holds ``-|r_i - r_j|^2 / 2`` exactly as the transposed tile
+would, so it serves the rows of both blocks and only tiles on or above the
+diagonal are computed (:func:`_leave_one_out_symmetric`).
+
 *Threads.* Tiles of different queries are independent: the NumPy engine runs
 them on ``n_threads`` Python threads (NumPy releases the GIL in the product
 and the reductions) with BLAS limited to one thread inside the search (as
@@ -307,8 +314,20 @@ def leave_one_out(index: KNNIndex, k: int, *, rows=None, n_threads: int = 1):
     ind)`` as :func:`search`; store them with :func:`with_neighbors`.
     """
     m = index.n_distinct
+    if rows is None and _symmetric_pays(index, n_threads):
+        return _leave_one_out_symmetric(index, k, n_threads)
     ids = range(m) if rows is None else np.asarray(rows)
     return _search_numpy(index, _Stored(index, ids), k, 0, m, n_threads)
+
+
+def _symmetric_pays(index: KNNIndex, n_threads: int) -> bool:
+    """Whether the leave-one-out pass takes the symmetric route: more than one
+    block of rows, and its operand (a copy of the rows) within half of
+    ``working_memory`` (the tiles take at most a quarter)."""
+    m, d = index.n_distinct, index.n_features
+    size = (m + _GROUP) * (d + 2) * index.rows.dtype.itemsize
+    budget = get_config()["working_memory"] * 2**20 // 2
+    return m > _tile_shape(index.rows.dtype, n_threads)[1] and size <= budget
 
 
 def with_neighbors(index: KNNIndex, dist, ind) -> KNNIndex:
@@ -406,6 +425,32 @@ def _select(T3, k, best_v, best_i, col0):
     _merge_into(best_v, best_i, qq[ci], V[wi, ci], col0 + wi * G + gg[ci])
 
 
+def _select_rows(T3, k, best_v, best_i, col0):
+    """:func:`_select` for a tile stored queries x references.
+
+    ``T3`` is the tile (b, c) viewed as (b, _GROUP, G): group ``g`` of a
+    query holds the references ``g, g + G, ...``.
+    """
+    b, _, G = T3.shape
+    gm = T3.max(axis=1)  # (b, G)
+    tau = best_v[:, -1]
+    cand = gm > tau[:, None]
+    idx = np.flatnonzero(cand)
+    if idx.size == 0:
+        return
+    floor = None
+    if idx.size > 2 * k * b and G > k:
+        floor = np.partition(gm, G - k, axis=1)[:, G - k]
+        idx = np.flatnonzero(cand & (gm >= floor[:, None]))
+    qq, gg = np.divmod(idx, G)
+    V = T3[qq, :, gg]  # (candidate groups, _GROUP)
+    keep = V > tau[qq, None]
+    if floor is not None:
+        keep &= V >= floor[qq, None]
+    ci, wi = np.nonzero(keep)
+    _merge_into(best_v, best_i, qq[ci], V[ci, wi], col0 + wi * G + gg[ci])
+
+
 def _merge_into(best_v, best_i, rows, vals, cols):
     """Keep the ``k`` largest of ``best`` and the entries ``(rows, vals, cols)``.
 
@@ -480,12 +525,12 @@ def _search_tiles(index, source, k, i0, i1, r0, r1, width, buffers):
 
 
 def _tile_buffers():
-    """Per-thread reusable flat tile buffers, one per dtype."""
+    """Per-thread reusable flat buffers, one per name and dtype."""
     local = threading.local()
 
-    def get(size, dtype):
+    def get(size, dtype, name="tile"):
         cache = local.__dict__.setdefault("tiles", {})
-        key = np.dtype(dtype)
+        key = (name, np.dtype(dtype))
         T = cache.get(key)
         if T is None or T.size < size:
             T = np.empty(size, dtype=dtype)
@@ -530,6 +575,146 @@ def _search_numpy(index, source, k, r0, r1, n_threads):
         parts_j = results[j * len(spans) : (j + 1) * len(spans)]
         dist[i0:i1], ind[i0:i1] = _merge_sorted(parts_j, k)
     return dist, ind
+
+
+def _symmetric_operand(index):
+    """``P = [C, 1, h]`` with ``C = r - s`` and ``h = -|C|^2 / 2``.
+
+    With ``P~`` the same rows with the last two columns swapped (built per
+    query block, :func:`_swapped`), ``P_j . P~_i = C_j . C_i + h_i + h_j =
+    -|C_i - C_j|^2 / 2``: symmetric in ``i`` and ``j``, so one product gives
+    both rows' values. ``C`` is rounded as the query operand is; ``h`` is
+    computed in float64 (an all-zero row under cosine gets ``-(|C|^2 + 1) /
+    2``, as in the index). Rows are padded to whole groups; a padding row is
+    ``[0, 0, lowest]``, at ``lowest`` from every real row either way.
+    """
+    U = index.rows[:, :-1]
+    m, d = U.shape
+    dtype = U.dtype
+    P = np.zeros((-(-m // _GROUP) * _GROUP, d + 2), dtype=dtype)
+    np.subtract(U, index.shift.astype(dtype), out=P[:m, :d])
+    P[:m, d] = 1.0
+    step = _chunk_rows(m, 16 * d)
+    for i in range(0, m, step):
+        C = P[i : i + step, :d].astype(np.float64)
+        zero = index.zero[i : i + step]
+        P[i : i + step, d + 1] = -0.5 * (np.einsum("ij,ij->i", C, C) + zero)
+    P[m:, d + 1] = np.finfo(dtype).min
+    return P
+
+
+def _swapped(P, out):
+    """``P`` with its last two columns swapped, written to ``out``."""
+    out[:, :-2] = P[:, :-2]
+    out[:, -2] = P[:, -1]
+    out[:, -1] = P[:, -2]
+    return out
+
+
+def _leave_one_out_symmetric(index, k, n_threads):
+    """:func:`leave_one_out` of every row, each pair's product computed once.
+
+    The rows are cut into blocks of ``B`` (the tile width). The tile of blocks
+    (I, J) holds ``-|r_i - r_j|^2 / 2`` (:func:`_symmetric_operand`) and
+    gives both the neighbours of I among J and those of J among I, so only
+    tiles with ``I <= J`` are computed: about half the products of two
+    separate passes. First every row takes its ``k`` best in block 0 (the
+    smallest ids); every other tile then keeps, per row, its ``k`` best
+    entries *strictly* above that row's ``k``-th value from block 0, which is
+    exact under the tie rule (equal values go to the smaller id, and block 0
+    holds the smallest ids) and bounds the work of every tile; the partial
+    lists are merged at the end.
+    """
+    m, dtype = index.n_distinct, index.rows.dtype
+    B = _tile_shape(dtype, n_threads)[1]
+    P = _symmetric_operand(index)
+    d2 = P.shape[1]
+    mp = P.shape[0]
+    spans = [(a, min(a + B, mp)) for a in range(0, mp, B)]
+    nb = len(spans)
+    lowest = np.finfo(dtype).min
+    buffers = _tile_buffers()
+
+    def tile(ib, jb):
+        """References of block ``jb`` x queries of block ``ib`` (own: lowest)."""
+        (i0, i1), (j0, j1) = spans[ib], spans[jb]
+        T = buffers((j1 - j0) * (i1 - i0), dtype).reshape(j1 - j0, i1 - i0)
+        Pq = buffers((i1 - i0) * d2, dtype, "queries").reshape(i1 - i0, d2)
+        np.matmul(P[j0:j1], _swapped(P[i0:i1], Pq).T, out=T)
+        if ib == jb:
+            own = np.arange(min(i1, m) - i0)
+            T[own, own] = lowest
+        return T
+
+    def best(n, tau=None):
+        """Empty best lists, or ``k`` placeholders (id -1) at ``tau``."""
+        v = np.full((n, k), lowest, dtype=dtype)
+        if tau is not None:
+            v[:] = tau[:, None]
+        return v, np.full((n, k), -1, dtype=np.intp)
+
+    def seed(ib):
+        T = tile(ib, 0)
+        b = T.shape[1]
+        own_v, own_i = best(b)
+        _select(T.reshape(_GROUP, -1, b), k, own_v, own_i, 0)
+        if ib == 0:
+            return own_v, own_i, None
+        part = best(T.shape[0])
+        _select_rows(T.reshape(T.shape[0], _GROUP, -1), k, *part, spans[ib][0])
+        return own_v, own_i, part
+
+    def pair(pair_ids):
+        ib, jb = pair_ids
+        T = tile(ib, jb)
+        b = T.shape[1]
+        direct = best(b, tau[slice(*spans[ib])])
+        _select(T.reshape(_GROUP, -1, b), k, *direct, spans[jb][0])
+        if ib == jb:
+            return [(ib, direct)]
+        across = best(T.shape[0], tau[slice(*spans[jb])])
+        _select_rows(T.reshape(T.shape[0], _GROUP, -1), k, *across, spans[ib][0])
+        return [(ib, direct), (jb, across)]
+
+    def finish(ib):
+        i0, i1 = spans[ib]
+        v, ids = seed_v[i0:i1].copy(), seed_i[i0:i1].copy()
+        if parts[ib]:
+            pv = np.concatenate([p[0] for p in parts[ib]], 1)
+            pi = np.concatenate([p[1] for p in parts[ib]], 1)
+            r, c = np.nonzero(pi >= 0)
+            if r.size:
+                _merge_into(v, ids, r, pv[r, c], pi[r, c])
+        n = min(i1, m) - i0
+        v, ids = v[:n], ids[:n]
+        ids[v == lowest] = -1
+        zero = index.zero[i0 : i0 + n] if index.cosine else None
+        S = index.rows[i0 : i0 + n, :-1]
+        return sort_neighbors(exact_distances(index, S, zero, ids), ids)
+
+    def phases(run):
+        nonlocal seed_v, seed_i, tau, parts
+        seeds = list(run(seed, range(nb)))
+        seed_v = np.concatenate([s_[0] for s_ in seeds])
+        seed_i = np.concatenate([s_[1] for s_ in seeds])
+        tau = seed_v[:, -1]
+        parts = [[] for _ in range(nb)]
+        parts[0] = [s_[2] for s_ in seeds[1:]]
+        tiles = [(ib, jb) for ib in range(1, nb) for jb in range(ib, nb)]
+        for out in run(pair, tiles):
+            for ib, part in out:
+                parts[ib].append(part)
+        results = list(run(finish, range(nb)))
+        return (
+            np.concatenate([r[0] for r in results]),
+            np.concatenate([r[1] for r in results]),
+        )
+
+    seed_v = seed_i = tau = parts = None
+    if n_threads > 1:
+        with single_blas_thread(), ThreadPoolExecutor(max_workers=n_threads) as pool:
+            return phases(pool.map)
+    return phases(map)
 
 
 def _merge_sorted(parts, k):

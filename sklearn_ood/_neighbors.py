@@ -150,8 +150,9 @@ class KNNDetector(BaseDetector):
     recomputed in float64 from the differences of the rows, so scores are
     exact up to which neighbours are chosen: rounding can only swap
     neighbours whose distances agree to within about ``1e-7 * (|x - m|^2 +
-    |r - m|^2)`` in float32 (``m`` the training mean). Tiles of different
-    queries run on ``n_jobs`` threads. Memory stays within scikit-learn's
+    |r - m|^2)`` in float32 (``m`` the training mean). The leave-one-out
+    pass of ``fit`` computes each pair of training rows once (distances are
+    symmetric). Tiles run on ``n_jobs`` threads. Memory stays within scikit-learn's
     ``working_memory`` (:func:`sklearn.config_context`); results do not depend
     on it. Computations run in the input dtype (float32 features search in
     float32); float32 features whose squares could overflow are searched in

@@ -95,6 +95,56 @@ def test_search_and_leave_one_out_match_brute_force(engine, metric, dtype, monke
     assert np.all(np.abs(calib - want) <= tol)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("k", [1, 3, 40])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_symmetric_leave_one_out_equals_the_row_by_row_pass(
+    dtype, k, n_threads, monkeypatch
+):
+    """The leave-one-out pass computes each pair's product once (blocks of 32
+    rows here); it chooses the neighbours that searching every row against
+    all rows chooses, exact ties included (equal values go to the smaller
+    id). Entries in {-1, 0, 1} with every row's negation: the mean is exactly
+    0 and every product exact in both passes, so ties are exact and abound.
+    Rows sorted by their first feature: block 0 is far from most rows, its
+    thresholds weak. k = 40 exceeds a block."""
+    monkeypatch.setattr(ks, "_TILE_ROWS", 32)
+    monkeypatch.setattr(ks, "_TILE_BYTES", 32 * 32 * np.dtype(dtype).itemsize)
+    base = np.random.default_rng(0).integers(-1, 2, size=(150, 6))
+    X = np.vstack([base, -base]).astype(dtype)
+    X = X[np.argsort(X[:, 0], kind="stable")]
+    index = ks.prepare_index(X, "sqeuclidean")
+    m = index.n_distinct
+    assert m > 3 * 32 and ks._tile_shape(dtype, n_threads)[1] == 32
+    got = ks.leave_one_out(index, k, n_threads=n_threads)
+    rows = ks._Stored(index, range(m))
+    want = ks._search_numpy(index, rows, k, 0, m, n_threads)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    # And both are the brute-force neighbours (distances are exact here).
+    D = pairwise(index.rows[:, :-1], index.rows[:, :-1], "sqeuclidean")
+    np.fill_diagonal(D, np.inf)
+    order = np.lexsort((np.broadcast_to(np.arange(m), D.shape), D), axis=1)
+    np.testing.assert_array_equal(got[1], order[:, :k])
+
+
+def test_symmetric_leave_one_out_only_when_its_operand_fits():
+    """The symmetric pass keeps a copy of the rows (its operand); beyond half
+    of working_memory the pass searches row by row, with the same result."""
+    from sklearn import config_context
+
+    X = np.random.default_rng(1).normal(size=(3000, 64))  # operand 1.6 MB
+    index = ks.prepare_index(X, "sqeuclidean")
+    results = []
+    for mib, symmetric in ((1, False), (4, True)):
+        with config_context(working_memory=mib):
+            assert ks._symmetric_pays(index, 1) is symmetric
+            results.append(ks.leave_one_out(index, 3))
+    # float64 normal data, no near-ties: the same neighbours, recomputed alike.
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
 def test_duplicates_are_found_exactly():
     X, _ = _data()
     index = ks.prepare_index(X, "sqeuclidean")
