@@ -96,6 +96,8 @@ __all__ = [
 _TILE_ROWS = 2048
 _TILE_BYTES = 16 * 2**20
 _GROUP = 16
+# Merges of up to this many neighbours use k rounds of argmax, beyond a sort.
+_DENSE_MERGE_K = 16
 # Rows of the float64 (rows, k, d) temporary of the exact distance pass.
 _REFINE_BYTES = 8 * 2**20
 # Torch tiles: the CPU as above; a GPU reduces whole rows.
@@ -421,7 +423,7 @@ def _select(T3, k, best_v, best_i, col0):
     keep = V > tau[qq]
     if floor is not None:
         keep &= V >= floor[qq]
-    wi, ci = np.nonzero(keep)
+    wi, ci = np.nonzero(keep)  # a row's entries in column order
     _merge_into(best_v, best_i, qq[ci], V[wi, ci], col0 + wi * G + gg[ci])
 
 
@@ -447,7 +449,7 @@ def _select_rows(T3, k, best_v, best_i, col0):
     keep = V > tau[qq, None]
     if floor is not None:
         keep &= V >= floor[qq, None]
-    ci, wi = np.nonzero(keep)
+    wi, ci = np.nonzero(keep.T)  # a row's entries in column order
     _merge_into(best_v, best_i, qq[ci], V[ci, wi], col0 + wi * G + gg[ci])
 
 
@@ -455,7 +457,36 @@ def _merge_into(best_v, best_i, rows, vals, cols):
     """Keep the ``k`` largest of ``best`` and the entries ``(rows, vals, cols)``.
 
     Ties go to the smaller column, so the result does not depend on tiling.
+    The entries of a row must come in increasing column order, all above the
+    columns already in its ``best`` (as a running search meets them).
     """
+    k = best_v.shape[1]
+    if k > _DENSE_MERGE_K:
+        return _merge_sorting(best_v, best_i, rows, vals, cols)
+    # Each active row's best and new entries side by side in a small dense
+    # matrix, in column order; k rounds of argmax (which picks the first of
+    # equal values: the smaller column).
+    small = np.uint16 if best_v.shape[0] <= 2**16 else np.intp
+    order = np.argsort(rows.astype(small), kind="stable")  # radix, keeps order
+    hit = np.bincount(rows, minlength=best_v.shape[0])
+    act = np.flatnonzero(hit)
+    cnt = hit[act]
+    na = act.size
+    start = np.cumsum(cnt) - cnt
+    at = (np.repeat(np.arange(na), cnt), np.arange(rows.size) - np.repeat(start, cnt))
+    M = np.full((na, k + int(cnt.max())), -np.inf, dtype=best_v.dtype)
+    C = np.empty(M.shape, dtype=best_i.dtype)
+    M[:, :k], C[:, :k] = best_v[act], best_i[act]
+    M[:, k:][at], C[:, k:][at] = vals[order], cols[order]
+    every = np.arange(na)
+    for j in range(k):
+        top = M.argmax(axis=1)
+        best_v[act, j], best_i[act, j] = M[every, top], C[every, top]
+        M[every, top] = -np.inf
+
+
+def _merge_sorting(best_v, best_i, rows, vals, cols):
+    """:func:`_merge_into` by one sort of all entries (any ``k``)."""
     k = best_v.shape[1]
     hit = np.bincount(rows, minlength=best_v.shape[0])  # new entries per row
     act = np.flatnonzero(hit)
@@ -684,6 +715,8 @@ def _leave_one_out_symmetric(index, k, n_threads):
             pi = np.concatenate([p[1] for p in parts[ib]], 1)
             r, c = np.nonzero(pi >= 0)
             if r.size:
+                by_column = np.argsort(pi[r, c], kind="stable")
+                r, c = r[by_column], c[by_column]
                 _merge_into(v, ids, r, pv[r, c], pi[r, c])
         n = min(i1, m) - i0
         v, ids = v[:n], ids[:n]

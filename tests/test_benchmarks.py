@@ -41,13 +41,16 @@ def test_run_all_knn_smoke_writes_the_ratio_table(tmp_path):
         rows[name] = cells = [c.strip() for c in line.strip("|").split("|")]
         if module is not None and bench._available(module):
             assert "not installed" in cells[2]  # a peer absent here says so
-        else:  # median, min, ratio to the bound
+        else:  # median, min, ratios to the two bounds
             float(cells[2]), float(cells[3])
             assert re.fullmatch(r"\d+\.\d\dx", cells[4])
+            assert re.fullmatch(r"\d+\.\d\dx", cells[5])
     assert rows["bare SGEMM (np.matmul, the bound)"][1:2] == ["yes"]
     assert rows["bare SGEMM (np.matmul, the bound)"][4] == "1.00x"
+    half = "bare SGEMM, leave-one-out on and above the diagonal"
+    assert rows[half][5] == "1.00x"
     # sklearn-ood's scores were checked against float64 brute force.
-    assert rows["sklearn-ood KNNDetector"][6].endswith("(sq-mean)")
+    assert rows["sklearn-ood KNNDetector"][7].endswith("(sq-mean)")
     # The approximate part ran (faiss rows, or a row that says it is absent).
     assert "### Approximate faiss indexes, k=2: synthetic" in text
     assert "| exact (brute) |" in text

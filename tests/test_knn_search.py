@@ -145,6 +145,26 @@ def test_symmetric_leave_one_out_only_when_its_operand_fits():
     np.testing.assert_array_equal(results[0][0], results[1][0])
 
 
+@pytest.mark.parametrize("k", [1, 3, 16])
+def test_dense_merge_equals_the_sorting_merge(k):
+    """Top-k merges by argmax rounds equal the merge by one sort, ties (equal
+    values, to the smaller column) included."""
+    rng = np.random.default_rng(k)
+    n, m = 50, 700
+    best_v = -np.sort(rng.integers(0, 6, size=(n, k)), axis=1).astype(np.float32)
+    best_i = np.arange(n * k).reshape(n, k)  # columns below every new one
+    best_v[:5] = np.finfo(np.float32).min  # empty lists
+    best_i[:5] = -1
+    rows = rng.integers(0, n, size=m)
+    vals = -rng.integers(0, 6, size=m).astype(np.float32)  # many ties
+    cols = n * k + np.arange(m)  # increasing: each row's in column order
+    want_v, want_i = best_v.copy(), best_i.copy()
+    ks._merge_sorting(want_v, want_i, rows, vals, cols)
+    ks._merge_into(best_v, best_i, rows, vals, cols)
+    np.testing.assert_array_equal(best_v, want_v)
+    np.testing.assert_array_equal(best_i, want_i)
+
+
 def test_duplicates_are_found_exactly():
     X, _ = _data()
     index = ks.prepare_index(X, "sqeuclidean")
