@@ -4,7 +4,11 @@ The neighbours are chosen as by the NumPy engine of
 :mod:`sklearn_ood._knn_search` (one matrix product per tile of queries x
 references with the reference norms folded in, the ``k`` largest entries of
 each tile row merged into a running best), with torch operations so that it
-runs on a GPU, and on CPU tensors under test. After a row's first tile, only
+runs on a GPU: ``KNNDetector`` uses it there only (CPU tensors go through the
+NumPy engine, faster on a CPU); the tests run it on the CPU. Its
+leave-one-out pass searches row by row (the NumPy engine's symmetric pass,
+each pair once, is not ported: no GPU was at hand to measure it). After a
+row's first tile, only
 rows whose tile maximum beats their current ``k``-th best (one fast
 reduction) go through ``torch.topk``, which is slow on a CPU. Tiles are
 whole rows of the reference on a GPU, and ``_CPU_TILE`` on a CPU, where
