@@ -117,8 +117,8 @@ CASES = [
     ("MahalanobisDetector", "maha", "auto", 256),
     ("MahalanobisDetector", "maha", "auto", 1024),
     ("MahalanobisDetector, CPU torch tensor", "maha", "tensor", 256),
-    ("KNNDetector, 20,000 reference rows", "knn", None, 64),
-    ("KNNDetector, 20,000 reference rows", "knn", None, 256),
+    ("KNNDetector, 20,000 reference rows", "knn", "auto", 64),
+    ("KNNDetector, 20,000 reference rows", "knn", "auto", 256),
 ]
 
 

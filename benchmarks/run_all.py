@@ -79,7 +79,11 @@ BENCHMARKS = {
             "1",
         ],
     ),
-    "memory": ("bench_memory.py", ["--n", "200000"]),
+    "memory": (
+        "bench_memory.py",
+        ["--n", "200000"],
+        ["--n", "20000", "--d", "16"],
+    ),
 }
 
 

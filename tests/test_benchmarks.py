@@ -22,6 +22,31 @@ def _bench_knn():
     return module
 
 
+def test_run_all_memory_smoke_runs_every_case(tmp_path):
+    """Every case of the memory benchmark runs (the kNN cases once failed on a
+    device value the estimator no longer accepted) and stays within its
+    bound."""
+    out = tmp_path / "memory.md"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/run_all.py", "memory", "--smoke", "--out", out],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in out.read_text().splitlines()
+        if line.startswith("| MahalanobisDetector") or line.startswith("| KNNDetector")
+    ]
+    assert len(rows) == 6
+    for cells in rows:
+        assert "failed" not in cells[2], cells
+        bound, traced = float(cells[4].replace(",", "")), float(cells[5])
+        assert traced <= bound, cells
+
+
 def test_run_all_knn_smoke_writes_the_ratio_table(tmp_path):
     out = tmp_path / "bench.md"
     proc = subprocess.run(
