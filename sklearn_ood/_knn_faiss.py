@@ -28,7 +28,7 @@ from ._knn_search import (
     search_space,
     sort_neighbors,
 )
-from .utils._numeric import max_safe_abs
+from .utils._numeric import max_safe_abs, min_safe_abs
 
 __all__ = ["FaissSearch", "parse_algorithm"]
 
@@ -94,10 +94,13 @@ class FaissSearch:
         self.spec, self.params = spec, dict(params or {})
         self.shift = index.shift
         limit = max_safe_abs(np.float32, index.n_features)
+        low = min_safe_abs(np.float32)
         span = 2.0 * index.peak  # |r - shift| <= 2 peak
-        self.scale = (
-            1.0 if span <= limit else 2.0 ** -math.ceil(math.log2(span / limit))
-        )
+        self.scale = 1.0  # a power of two into float32's safe range
+        if span > limit:
+            self.scale = 2.0 ** -math.ceil(math.log2(span / limit))
+        elif 0.0 < span < low:
+            self.scale = 2.0 ** math.ceil(math.log2(low / span))
         Z = self._space(index.rows[:, :-1])
         try:
             faiss_index = faiss.index_factory(Z.shape[1], spec, faiss.METRIC_L2)

@@ -68,7 +68,7 @@ import numpy as np
 from sklearn import get_config
 
 from .utils._chunking import _chunk_rows
-from .utils._numeric import max_safe_abs
+from .utils._numeric import fits_float32
 from .utils._tensors import is_tensor
 from .utils._threads import blas_controller, single_blas_thread
 
@@ -875,10 +875,7 @@ def extend_index(index: KNNIndex, X, *, n_threads: int = 1) -> KNNIndex:
     if (
         dtype != index.rows.dtype
         and X.dtype == np.float64
-        and (
-            float(np.max(np.abs(X), initial=0.0))
-            <= max_safe_abs(np.float32, X.shape[1])
-        )
+        and fits_float32(float(np.max(np.abs(X), initial=0.0)), X.shape[1])
     ):
         dtype = index.rows.dtype  # a float64 batch joins a float32 index
     S, zero_b = search_space(X, index.cosine, dtype)

@@ -28,7 +28,7 @@ import torch
 
 from ._knn_search import KNNIndex, exact_distances, search_space, sort_neighbors
 from .utils._chunking import _chunk_rows
-from .utils._numeric import check_feature_range, max_safe_abs
+from .utils._numeric import check_feature_range, fits_float32
 
 __all__ = [
     "check_tensor_range",
@@ -61,8 +61,9 @@ def check_tensor_range(X, n_features: int) -> float:
 
 def compute_dtype(index: KNNIndex, peak: float, dtype=None):
     """float32 (or ``dtype`` when float64), float64 when squares need it."""
-    limit = max_safe_abs(np.float32, index.n_features)
-    if dtype == torch.float64 or max(peak, index.peak) > limit:
+    if dtype == torch.float64 or not fits_float32(
+        max(peak, index.peak), index.n_features
+    ):
         return torch.float64
     return torch.float32
 

@@ -21,6 +21,12 @@ Error bounds (in the comments of the tests, the derivation is here):
   E`` moves each sorted chosen distance by at most ``4 E`` from the true
   ``k`` smallest. :func:`selection_bound` returns that ``4 E`` (halved for
   cosine, whose distance is half the squared distance of unit vectors).
+  The leave-one-out pass ranks with the symmetric form ``(r_i - s) . (r_j -
+  s) - |r_i - s|^2 / 2 - |r_j - s|^2 / 2`` (``K = d + 2`` products, both
+  norms stored rounded), off by at most ``(K + 3) eps (|r_i - s| |r_j - s| +
+  |r_i - s|^2 / 2 + |r_j - s|^2 / 2)``; with ``R = max |r - s|`` over the
+  rows both forms are covered by ``E = (d + 5) eps (|q - s| max(|r|, R) +
+  R^2)``, which :func:`selection_bound` uses.
 """
 
 import numpy as np
@@ -96,9 +102,25 @@ def selection_bound(X, Q, dtype, metric):
     S, _ = search_space(np.asarray(X, dtype=dtype), metric)
     T, _ = search_space(np.asarray(Q, dtype=dtype), metric)
     s = S.mean(axis=0)
-    K = S.shape[1] + 1
     r_norm = np.sqrt(np.sum(S * S, axis=1)).max()
     rc_sq = np.sum((S - s) ** 2, axis=1).max()
     qc_norm = np.sqrt(np.sum((T - s) ** 2, axis=1))
-    E = (K + 3) * eps * (qc_norm * r_norm + rc_sq)
+    E = (S.shape[1] + 5) * eps * (qc_norm * max(r_norm, np.sqrt(rc_sq)) + rc_sq)
     return (2.0 if metric == "cosine" else 4.0) * E
+
+
+def score_tolerance(X, Q, dtype, metric, aggregation, k):
+    """Absolute bound on |score - reference| for each query.
+
+    Each chosen distance is within ``selection_bound`` of the true one; the sum
+    adds k of them; a square root turns an error e of a squared distance into
+    at most sqrt(e).
+    """
+    bound = selection_bound(X, Q, dtype, metric)
+    if metric == "cosine" and dtype == np.float32:
+        # Unit rows are stored rounded to float32 (|du| <= eps32): a cosine
+        # distance |u - v|^2 / 2 moves by at most |u - v| eps32 + eps32^2.
+        bound = bound + 2.0 * EPS32 + EPS32**2
+    if metric == "euclidean":
+        bound = np.sqrt(bound)
+    return bound * (k if aggregation == "sum" else 1)

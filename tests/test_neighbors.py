@@ -7,6 +7,7 @@ of the chosen neighbours' distances, plus ``selection_bound`` for the choice of
 neighbours in the search dtype.
 """
 
+import importlib.util
 import pickle
 
 import numpy as np
@@ -21,12 +22,11 @@ from sklearn_ood.base import AUTO_CONTAMINATION
 from tests._calibration import conformal_threshold
 from tests._knn_reference import (
     AGGREGATIONS,
-    EPS32,
     EPS64,
     knn_scores,
     loo_distances,
     pairwise,
-    selection_bound,
+    score_tolerance,
     to_metric,
 )
 
@@ -36,23 +36,6 @@ METRICS = ["sqeuclidean", "euclidean", "cosine"]
 def _rel64(d):
     """float64 sum of d squares, recomputed on both sides: 2 d eps64 relative."""
     return 2 * d * EPS64
-
-
-def _score_tolerance(X, Q, dtype, metric, aggregation, k):
-    """Absolute bound on |score - reference| for each query.
-
-    Each chosen distance is within ``selection_bound`` of the true one; the sum
-    adds k of them; a square root turns an error e of a squared distance into
-    at most sqrt(e).
-    """
-    bound = selection_bound(X, Q, dtype, metric)
-    if metric == "cosine" and dtype == np.float32:
-        # Unit rows are stored rounded to float32 (|du| <= eps32): a cosine
-        # distance |u - v|^2 / 2 moves by at most |u - v| eps32 + eps32^2.
-        bound = bound + 2.0 * EPS32 + EPS32**2
-    if metric == "euclidean":
-        bound = np.sqrt(bound)
-    return bound * (k if aggregation == "sum" else 1)
 
 
 @pytest.fixture
@@ -70,7 +53,7 @@ def test_scores_match_brute_force(data, metric, aggregation, dtype):
     scores = det.score_samples(T)
     expected = knn_scores(X, T, 3, metric, aggregation)  # on the rounded data
     assert scores.dtype == np.float64
-    tol = _score_tolerance(X, T, dtype, metric, aggregation, 3)
+    tol = score_tolerance(X, T, dtype, metric, aggregation, 3)
     assert np.all(np.abs(scores - expected) <= tol + _rel64(4) * np.abs(expected))
     # decision_function is a float64 subtraction: exact up to one rounding.
     np.testing.assert_allclose(
@@ -257,7 +240,7 @@ def test_float32_accuracy_on_realistic_features(metric):
     assert det._index.rows.dtype == np.float32
     got = det.score_samples(T)
     want = knn_scores(X, T, 2, metric, "mean")
-    tol = _score_tolerance(X, T, np.float32, metric, "mean", 2)
+    tol = score_tolerance(X, T, np.float32, metric, "mean", 2)
     assert np.all(np.abs(got - want) <= tol + _rel64(256) * np.abs(want))
 
 
@@ -375,7 +358,7 @@ def test_extreme_float32_values_give_finite_exact_scores(metric):
     want = knn_scores(X, T, 2, metric, "mean")  # float64 brute force
     # float64 search (no choice errors at this scale: selection_bound in
     # float64) and recomputation: 2 d eps64 relative.
-    tol = _rel64(6) * np.abs(want) + _score_tolerance(
+    tol = _rel64(6) * np.abs(want) + score_tolerance(
         X, T, np.float64, metric, "mean", 2
     )
     for query in (T, torch.from_numpy(T)):
@@ -389,6 +372,37 @@ def test_extreme_float32_values_give_finite_exact_scores(metric):
     np.testing.assert_allclose(got.detach().numpy(), want, rtol=_rel64(6) * 4)
     got.sum().backward()
     assert torch.isfinite(F.grad).all()
+
+
+@pytest.mark.parametrize(
+    "scale, dtype", [(1e-30, np.float32), (1e-44, np.float32), (1e-150, np.float64)]
+)
+def test_tiny_values_give_the_exact_nearest_neighbours(scale, dtype):
+    """Features of 1e-30 in float32 square to 1e-60, which float32 flushes to
+    0: every ranking value looked alike and arbitrary neighbours were chosen
+    (scores off by 350x). float32 this small is searched in float64 (1e-44:
+    subnormal input); float64 of 1e-150 squares within float64's range. The
+    scores equal float64 brute force up to the recomputation (2 d eps64)."""
+    from sklearn_ood._knn_search import expand, prepare_index
+    from sklearn_ood._knn_torch import search_torch
+    from sklearn_ood.utils._numeric import check_feature_range
+
+    rng = np.random.RandomState(7)
+    X = (rng.normal(size=(80, 3)) * scale).astype(dtype)
+    T = (rng.normal(size=(30, 3)) * scale).astype(dtype)
+    want = knn_scores(X, T, 2, "sqeuclidean", "mean")
+    tol = _rel64(3) * np.abs(want)
+    det = KNNDetector().fit(X)
+    for query in (T, torch.from_numpy(T)):
+        assert np.all(np.abs(det.score_samples(query) - want) <= tol)
+    # The torch engine (GPUs) and a faiss index choose in float64 / rescaled.
+    index = prepare_index(check_feature_range(X), "sqeuclidean")
+    dist, ind = search_torch(index, torch.from_numpy(T), 2, torch.device("cpu"))
+    got = -expand(index, dist, ind, 2).mean(axis=1)
+    assert np.all(np.abs(got - want) <= tol)
+    if importlib.util.find_spec("faiss") is not None:
+        flat = KNNDetector(algorithm="faiss:Flat").fit(X)
+        assert np.all(np.abs(flat.score_samples(T) - want) <= tol)
 
 
 def test_values_too_large_for_float64_are_refused_naming_the_range():

@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 from sklearn import config_context
 from sklearn.base import clone
 
+from sklearn_ood import KNNDetector
 from sklearn_ood.base import CalibrationWarning
+from tests._knn_reference import score_tolerance
 from tests._registry import two_d_detectors
 
 DETECTORS = two_d_detectors()
@@ -119,4 +121,12 @@ def test_contract_properties(detector, data):
     with config_context(working_memory=1e-6):
         s_rows = det.score_samples(X_new)
     tol = _chunk_bound(s_all, X.dtype, X.shape[1])
-    np.testing.assert_allclose(s_rows, s_all, rtol=0, atol=tol)
+    if isinstance(det, KNNDetector):
+        # Other tiles, other BLAS calls (a GEMV for one row): rounding may
+        # swap neighbours whose distances agree to within the selection
+        # bound; each run is within score_tolerance of the exact scores.
+        k = det.n_neighbors
+        tol = tol + 2 * score_tolerance(
+            X, X_new, X.dtype, det.metric, det.aggregation, k
+        )
+    assert np.all(np.abs(s_rows - s_all) <= tol), np.max(np.abs(s_rows - s_all) - tol)

@@ -4,7 +4,8 @@ Distances and covariances square the features. A float32 feature of 1e20 is
 finite, but its square (1e40) is not representable in float32, and a float64
 feature of 1e160 squares past float64's range. :func:`check_feature_range`
 keeps every detector's arithmetic finite: float32 input whose squared norms
-could overflow float32 is promoted to float64 (exact, and float64 holds the
+could overflow float32, or whose squares would underflow it (all features
+below about 6e-16), is promoted to float64 (exact, and float64 holds the
 squares of any float32 value), and input whose squared norms would overflow
 even float64 is refused with an error that names the range found.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_feature_range", "max_safe_abs"]
+__all__ = ["check_feature_range", "fits_float32", "max_safe_abs", "min_safe_abs"]
 
 # Head-room factor between the largest squared norm the input can produce and
 # the largest finite float: sums of a few such terms (|x|^2 + |y|^2 - 2 x.y,
@@ -25,6 +26,25 @@ def max_safe_abs(dtype, n_features: int) -> float:
     """Largest ``|x_j|`` with ``n_features * x_j**2 * 2**16 < finfo(dtype).max``."""
     big = float(np.finfo(dtype).max)
     return float(np.sqrt(big / (_HEADROOM * max(int(n_features), 1))))
+
+
+def min_safe_abs(dtype) -> float:
+    """Smallest largest ``|x_j|`` whose squares keep full precision in ``dtype``.
+
+    Below it the products of a dot product fall under ``2**(nmant + 2)``
+    times the smallest normal number, where they round to a coarse absolute
+    grid (and to 0): float32 features of 1e-30 have squares of 1e-60, which
+    float32 flushes to 0, so every distance looks alike.
+    """
+    fi = np.finfo(dtype)
+    return float(np.sqrt(float(fi.tiny) * 2.0 ** (fi.nmant + 2)))
+
+
+def fits_float32(peak: float, n_features: int) -> bool:
+    """Whether features up to ``peak`` in absolute value square safely in float32."""
+    return peak == 0.0 or (
+        min_safe_abs(np.float32) <= peak <= max_safe_abs(np.float32, n_features)
+    )
 
 
 def check_feature_range(X, name: str = "X"):
@@ -42,7 +62,7 @@ def check_feature_range(X, name: str = "X"):
     -------
     X : ndarray
         ``X`` itself, or a float64 copy of float32 ``X`` whose squared norms
-        could overflow float32.
+        could overflow float32 or whose squares underflow it.
     """
     if X.size == 0:
         return X
@@ -55,6 +75,6 @@ def check_feature_range(X, name: str = "X"):
             f"the features to at most {max_safe_abs(np.float64, d):.3g} in "
             "absolute value (e.g. with sklearn.preprocessing.StandardScaler)."
         )
-    if X.dtype == np.float32 and peak > max_safe_abs(np.float32, d):
+    if X.dtype == np.float32 and not fits_float32(peak, d):
         return X.astype(np.float64)
     return X
