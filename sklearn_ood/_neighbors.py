@@ -195,6 +195,8 @@ class KNNDetector(BaseDetector):
     (1, 1)
     """
 
+    _promote_tiny_float32 = True  # ranks by float32 dot products
+
     _parameter_constraints: dict = {
         **BaseDetector._parameter_constraints,
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
@@ -280,7 +282,7 @@ class KNNDetector(BaseDetector):
             X = tensor_to_numpy(X)
             if X.dtype not in (np.float32, np.float64):
                 X = X.astype(np.float64)  # as validate_data converts
-            return check_feature_range(X)
+            return check_feature_range(X, promote_tiny=True)
         if is_tensor(X):
             return TorchInput(check_tensor(self, X), device)
         return TorchInput(super()._validate_score_input(X), device)
@@ -346,7 +348,7 @@ class KNNDetector(BaseDetector):
             if self._faiss is None and F.device.type != "cpu":
                 query = TorchInput(F, F.device)
             else:  # faiss, or the NumPy engine on a CPU, chooses
-                query = check_feature_range(tensor_to_numpy(F))
+                query = check_feature_range(tensor_to_numpy(F), promote_tiny=True)
             dist, ids = self._neighbors(query, k)
         _, ids = expand(index, dist, ids, k, return_ids=True)
         dtype = compute_dtype(index, peak, F.dtype)

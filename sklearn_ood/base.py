@@ -424,6 +424,9 @@ class BaseDetector(OutlierContractMixin, BaseEstimator):
 
     #: Minimum number of inlier rows ``fit`` accepts.
     _min_samples = 2
+    #: Promote float32 input too small to square in float32 to float64 (for
+    #: detectors that rank by float32 dot products; see check_feature_range).
+    _promote_tiny_float32 = False
 
     # -- input validation -------------------------------------------------
     def _validate_fit_input(self, X, reset=True):
@@ -434,13 +437,13 @@ class BaseDetector(OutlierContractMixin, BaseEstimator):
             ensure_min_samples=1,
             reset=reset,
         )
-        return check_feature_range(X)
+        return check_feature_range(X, promote_tiny=self._promote_tiny_float32)
 
     def _validate_score_input(self, X):
         X = validate_data(
             self, tensor_to_numpy(X), dtype=[np.float64, np.float32], reset=False
         )
-        return check_feature_range(X)
+        return check_feature_range(X, promote_tiny=self._promote_tiny_float32)
 
     # -- the contract -----------------------------------------------------
     # Nested validation stays on: composites fit clones of user estimators.

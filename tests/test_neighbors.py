@@ -396,7 +396,7 @@ def test_tiny_values_give_the_exact_nearest_neighbours(scale, dtype):
     for query in (T, torch.from_numpy(T)):
         assert np.all(np.abs(det.score_samples(query) - want) <= tol)
     # The torch engine (GPUs) and a faiss index choose in float64 / rescaled.
-    index = prepare_index(check_feature_range(X), "sqeuclidean")
+    index = prepare_index(check_feature_range(X, promote_tiny=True), "sqeuclidean")
     dist, ind = search_torch(index, torch.from_numpy(T), 2, torch.device("cpu"))
     got = -expand(index, dist, ind, 2).mean(axis=1)
     assert np.all(np.abs(got - want) <= tol)

@@ -4,10 +4,12 @@ Distances and covariances square the features. A float32 feature of 1e20 is
 finite, but its square (1e40) is not representable in float32, and a float64
 feature of 1e160 squares past float64's range. :func:`check_feature_range`
 keeps every detector's arithmetic finite: float32 input whose squared norms
-could overflow float32, or whose squares would underflow it (all features
-below about 6e-16), is promoted to float64 (exact, and float64 holds the
+could overflow float32 is promoted to float64 (exact, and float64 holds the
 squares of any float32 value), and input whose squared norms would overflow
-even float64 is refused with an error that names the range found.
+even float64 is refused with an error that names the range found. For the
+kNN search, which ranks by float32 dot products, float32 input too small to
+square in float32 (all features below about 6e-16) is promoted as well
+(``promote_tiny``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def fits_float32(peak: float, n_features: int) -> bool:
     )
 
 
-def check_feature_range(X, name: str = "X"):
+def check_feature_range(X, name: str = "X", *, promote_tiny: bool = False):
     """Promote float32 features to float64 when their squares need it; refuse
     features whose squares overflow float64.
 
@@ -57,12 +59,18 @@ def check_feature_range(X, name: str = "X"):
         Validated, finite features.
     name : str, default="X"
         Name used in the error message.
+    promote_tiny : bool, default=False
+        Also promote float32 features too small to square in float32
+        (:func:`fits_float32`): for computations that rank by float32 dot
+        products (the kNN search). Detectors that rescale by a power of two
+        (the Gaussian moments) leave them in float32.
 
     Returns
     -------
     X : ndarray
         ``X`` itself, or a float64 copy of float32 ``X`` whose squared norms
-        could overflow float32 or whose squares underflow it.
+        could overflow float32 (or, with ``promote_tiny``, whose squares
+        underflow it).
     """
     if X.size == 0:
         return X
@@ -75,6 +83,9 @@ def check_feature_range(X, name: str = "X"):
             f"the features to at most {max_safe_abs(np.float64, d):.3g} in "
             "absolute value (e.g. with sklearn.preprocessing.StandardScaler)."
         )
-    if X.dtype == np.float32 and not fits_float32(peak, d):
+    if X.dtype == np.float32 and (
+        peak > max_safe_abs(np.float32, d)
+        or (promote_tiny and not fits_float32(peak, d))
+    ):
         return X.astype(np.float64)
     return X
