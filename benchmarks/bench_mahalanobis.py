@@ -203,7 +203,7 @@ def speed(args):
             accuracy[name] = np.max(np.abs(s - ref) / np.maximum(np.abs(ref), 1e-12))
 
     mcd_time = None
-    why = _why_not("pyod")
+    why = _why_not("pyod") or ("--mcd-rows 0" if args.mcd_rows < 1 else None)
     if why:
         skipped["PyOD MCD"] = why
     else:
