@@ -461,6 +461,8 @@ def _merge_into(best_v, best_i, rows, vals, cols):
     columns already in its ``best`` (as a running search meets them).
     """
     k = best_v.shape[1]
+    if rows.size == 0:
+        return
     if k > _DENSE_MERGE_K:
         return _merge_sorting(best_v, best_i, rows, vals, cols)
     # Each active row's best and new entries side by side in a small dense

@@ -128,6 +128,28 @@ def test_symmetric_leave_one_out_equals_the_row_by_row_pass(
     np.testing.assert_array_equal(got[1], order[:, :k])
 
 
+@pytest.mark.parametrize("m", [33, 47, 49, 97])
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_symmetric_leave_one_out_on_ragged_blocks(m, k, monkeypatch):
+    """Blocks of 32 rows with a last block of 1-17 rows (padded to whole
+    groups), k beyond a block: the distances are the brute-force k smallest
+    (small integers: exact) and each returned id is at its distance."""
+    monkeypatch.setattr(ks, "_TILE_ROWS", 32)
+    monkeypatch.setattr(ks, "_TILE_BYTES", 32 * 32 * 4)
+    X = np.random.default_rng(m).integers(-2, 3, size=(m, 5)).astype(np.float32)
+    X[0] = 0.0
+    index = ks.prepare_index(X, "sqeuclidean")
+    n = index.n_distinct
+    assert n > 32  # more than one block
+    k = min(k, n - 1)
+    dist, ids = ks.leave_one_out(index, k, n_threads=2)
+    U = index.rows[:, :-1].astype(np.float64)
+    D = ((U[:, None, :] - U[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    np.testing.assert_array_equal(dist, np.sort(D, axis=1)[:, :k])
+    np.testing.assert_array_equal(np.take_along_axis(D, ids, 1), dist)
+
+
 def test_symmetric_leave_one_out_only_when_its_operand_fits():
     """The symmetric pass keeps a copy of the rows (its operand); beyond half
     of working_memory the pass searches row by row, with the same result."""
@@ -163,6 +185,9 @@ def test_dense_merge_equals_the_sorting_merge(k):
     ks._merge_into(best_v, best_i, rows, vals, cols)
     np.testing.assert_array_equal(best_v, want_v)
     np.testing.assert_array_equal(best_i, want_i)
+    none = np.array([], dtype=np.intp)
+    ks._merge_into(best_v, best_i, none, none.astype(np.float32), none)  # no-op
+    np.testing.assert_array_equal(best_v, want_v)
 
 
 def test_duplicates_are_found_exactly():
