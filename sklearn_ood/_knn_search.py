@@ -401,9 +401,10 @@ def _select(T3, k, best_v, best_i, col0):
 
     ``T3`` is the tile (c, b) (references x queries, C order) viewed as
     (_GROUP, G, b): group ``g`` holds the references ``g, g + G, ...``, so the
-    group maxima are one elementwise pass over contiguous memory.
-    ``best_v`` (decreasing) / ``best_i``: the ``k`` best values and columns
-    so far, per query.
+    group maxima are one elementwise pass over contiguous memory. A tile
+    stored queries x references comes as the view :func:`_across` (a strided
+    reduction, a third of the speed). ``best_v`` (decreasing) / ``best_i``:
+    the ``k`` best values and columns so far, per query.
     """
     _, G, b = T3.shape
     gm = T3.max(axis=0)  # (G, b)
@@ -427,30 +428,9 @@ def _select(T3, k, best_v, best_i, col0):
     _merge_into(best_v, best_i, qq[ci], V[wi, ci], col0 + wi * G + gg[ci])
 
 
-def _select_rows(T3, k, best_v, best_i, col0):
-    """:func:`_select` for a tile stored queries x references.
-
-    ``T3`` is the tile (b, c) viewed as (b, _GROUP, G): group ``g`` of a
-    query holds the references ``g, g + G, ...``.
-    """
-    b, _, G = T3.shape
-    gm = T3.max(axis=1)  # (b, G)
-    tau = best_v[:, -1]
-    cand = gm > tau[:, None]
-    idx = np.flatnonzero(cand)
-    if idx.size == 0:
-        return
-    floor = None
-    if idx.size > 2 * k * b and G > k:
-        floor = np.partition(gm, G - k, axis=1)[:, G - k]
-        idx = np.flatnonzero(cand & (gm >= floor[:, None]))
-    qq, gg = np.divmod(idx, G)
-    V = T3[qq, :, gg]  # (candidate groups, _GROUP)
-    keep = V > tau[qq, None]
-    if floor is not None:
-        keep &= V >= floor[qq, None]
-    wi, ci = np.nonzero(keep.T)  # a row's entries in column order
-    _merge_into(best_v, best_i, qq[ci], V[ci, wi], col0 + wi * G + gg[ci])
+def _across(T):
+    """A tile (b, c) stored queries x references as :func:`_select` reads it."""
+    return T.reshape(T.shape[0], _GROUP, -1).transpose(1, 2, 0)
 
 
 def _merge_into(best_v, best_i, rows, vals, cols):
@@ -694,7 +674,7 @@ def _leave_one_out_symmetric(index, k, n_threads):
         if ib == 0:
             return own_v, own_i, None
         part = best(T.shape[0])
-        _select_rows(T.reshape(T.shape[0], _GROUP, -1), k, *part, spans[ib][0])
+        _select(_across(T), k, *part, spans[ib][0])
         return own_v, own_i, part
 
     def pair(pair_ids):
@@ -706,7 +686,7 @@ def _leave_one_out_symmetric(index, k, n_threads):
         if ib == jb:
             return [(ib, direct)]
         across = best(T.shape[0], tau[slice(*spans[jb])])
-        _select_rows(T.reshape(T.shape[0], _GROUP, -1), k, *across, spans[ib][0])
+        _select(_across(T), k, *across, spans[ib][0])
         return [(ib, direct), (jb, across)]
 
     def finish(ib):

@@ -43,7 +43,7 @@ from ._knn_torch import (
 from .base import BaseDetector
 from .nn._device import DEVICE_CONSTRAINT, compute_device
 from .utils._labels import split_outlier_labels
-from .utils._numeric import check_feature_range
+from .utils._numeric import fits_float32
 from .utils._tensors import (
     TorchInput,
     check_tensor,
@@ -52,6 +52,19 @@ from .utils._tensors import (
 )
 
 __all__ = ["KNNDetector"]
+
+
+def _search_array(X, peak: float):
+    """A checked tensor with largest ``|value|`` ``peak`` as the NumPy engine's
+    input: its array view, or a float64 copy for integers, float16, and
+    float32 whose squares need float64 (the rule of ``check_feature_range``
+    with ``promote_tiny``, from the peak already found)."""
+    X = tensor_to_numpy(X)
+    if X.dtype == np.float64 or (
+        X.dtype == np.float32 and fits_float32(peak, X.shape[1])
+    ):
+        return X
+    return X.astype(np.float64)
 
 
 class KNNDetector(BaseDetector):
@@ -278,11 +291,7 @@ class KNNDetector(BaseDetector):
                 return super()._validate_score_input(X)
             # The checks and messages of the torch path, then NumPy's view.
             X = check_tensor(self, X)
-            check_tensor_range(X, self.n_features_in_)
-            X = tensor_to_numpy(X)
-            if X.dtype not in (np.float32, np.float64):
-                X = X.astype(np.float64)  # as validate_data converts
-            return check_feature_range(X, promote_tiny=True)
+            return _search_array(X, check_tensor_range(X, self.n_features_in_))
         if is_tensor(X):
             return TorchInput(check_tensor(self, X), device)
         return TorchInput(super()._validate_score_input(X), device)
@@ -348,7 +357,7 @@ class KNNDetector(BaseDetector):
             if self._faiss is None and F.device.type != "cpu":
                 query = TorchInput(F, F.device)
             else:  # faiss, or the NumPy engine on a CPU, chooses
-                query = check_feature_range(tensor_to_numpy(F), promote_tiny=True)
+                query = _search_array(F, peak)
             dist, ids = self._neighbors(query, k)
         _, ids = expand(index, dist, ids, k, return_ids=True)
         dtype = compute_dtype(index, peak, F.dtype)

@@ -165,12 +165,20 @@ def test_symmetric_leave_one_out_only_when_its_operand_fits():
     # float64 normal data, no near-ties: the same neighbours, recomputed alike.
     np.testing.assert_array_equal(results[0][1], results[1][1])
     np.testing.assert_array_equal(results[0][0], results[1][0])
+    # and they are the brute-force neighbours (first 100 rows; float64 sums
+    # of 64 squares on both sides: 2 d eps64 relative).
+    for i in range(100):
+        D = np.sum((X - X[i]) ** 2, axis=1)
+        D[i] = np.inf
+        np.testing.assert_allclose(
+            results[1][0][i], np.sort(D)[:3], rtol=2 * 64 * EPS64, atol=0
+        )
 
 
-@pytest.mark.parametrize("k", [1, 3, 16])
-def test_dense_merge_equals_the_sorting_merge(k):
-    """Top-k merges by argmax rounds equal the merge by one sort, ties (equal
-    values, to the smaller column) included."""
+@pytest.mark.parametrize("k", [1, 3, 16, 20])
+def test_merges_keep_the_k_largest_ties_to_the_smaller_column(k):
+    """Both merges (argmax rounds up to k = 16, one sort beyond) against a
+    plain per-row sort of (value descending, column ascending)."""
     rng = np.random.default_rng(k)
     n, m = 50, 700
     best_v = -np.sort(rng.integers(0, 6, size=(n, k)), axis=1).astype(np.float32)
@@ -181,13 +189,19 @@ def test_dense_merge_equals_the_sorting_merge(k):
     vals = -rng.integers(0, 6, size=m).astype(np.float32)  # many ties
     cols = n * k + np.arange(m)  # increasing: each row's in column order
     want_v, want_i = best_v.copy(), best_i.copy()
-    ks._merge_sorting(want_v, want_i, rows, vals, cols)
-    ks._merge_into(best_v, best_i, rows, vals, cols)
-    np.testing.assert_array_equal(best_v, want_v)
-    np.testing.assert_array_equal(best_i, want_i)
+    for r in range(n):
+        entries = list(zip(best_v[r], best_i[r]))
+        entries += [(v, c) for v, c, rr in zip(vals, cols, rows) if rr == r]
+        entries.sort(key=lambda e: (-e[0], e[1]))
+        want_v[r], want_i[r] = zip(*entries[:k])
+    for merge in (ks._merge_into, ks._merge_sorting):
+        got_v, got_i = best_v.copy(), best_i.copy()
+        merge(got_v, got_i, rows, vals, cols)
+        np.testing.assert_array_equal(got_v, want_v)
+        np.testing.assert_array_equal(got_i, want_i)
     none = np.array([], dtype=np.intp)
-    ks._merge_into(best_v, best_i, none, none.astype(np.float32), none)  # no-op
-    np.testing.assert_array_equal(best_v, want_v)
+    ks._merge_into(got_v, got_i, none, none.astype(np.float32), none)  # no-op
+    np.testing.assert_array_equal(got_v, want_v)
 
 
 def test_duplicates_are_found_exactly():
@@ -466,17 +480,20 @@ def test_tiles_stay_within_working_memory(n_threads):
 
     X, Q = _data()
     index = ks.prepare_index(X, "sqeuclidean")
-    want = ks.search(index, Q, 3, n_threads=n_threads)
-    for mib, dtype in itertools.product((1, 1024), (np.float32, np.float64)):
+    # Brute force on the distinct rows; float64 sums of d squares: 2 d eps64.
+    D = pairwise(index.rows[:, :-1], Q, "sqeuclidean")
+    want = np.sort(D, axis=1)[:, :3]
+    for mib in (1, 1024):
         with config_context(working_memory=mib):
-            rows, cols = ks._tile_shape(dtype, n_threads)
-            got = ks.search(index, Q, 3, n_threads=n_threads)
-        tile = rows * cols * np.dtype(dtype).itemsize
-        assert tile <= min(ks._TILE_BYTES, mib * 2**20 // (4 * n_threads))
-        assert cols % ks._GROUP == 0 and rows >= 1
-        # float64 data: the same neighbours whatever the tiling.
-        np.testing.assert_array_equal(got[1], want[1])
-        np.testing.assert_array_equal(got[0], want[0])
+            for dtype in (np.float32, np.float64):
+                rows, cols = ks._tile_shape(dtype, n_threads)
+                tile = rows * cols * np.dtype(dtype).itemsize
+                assert tile <= min(ks._TILE_BYTES, mib * 2**20 // (4 * n_threads))
+                assert cols % ks._GROUP == 0 and rows >= 1
+            dist, ids = ks.search(index, Q, 3, n_threads=n_threads)
+        rtol = 2 * X.shape[1] * EPS64
+        np.testing.assert_allclose(dist, want, rtol=rtol, atol=0)
+        np.testing.assert_allclose(np.take_along_axis(D, ids, 1), dist, rtol=rtol)
 
 
 def test_kneighbors_uses_numpy_for_tensors():
