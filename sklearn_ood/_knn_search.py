@@ -70,7 +70,7 @@ from sklearn import get_config
 from .utils._chunking import _chunk_rows
 from .utils._numeric import fits_float32
 from .utils._tensors import is_tensor
-from .utils._threads import blas_controller, single_blas_thread
+from .utils._threads import blas_threads, single_blas_thread
 
 __all__ = [
     "KNNIndex",
@@ -173,11 +173,9 @@ def effective_n_threads(n_jobs=None) -> int:
     """
     import joblib
 
-    cpus = joblib.cpu_count()
     if n_jobs is None:
-        libs = blas_controller().select(user_api="blas").info()
-        blas = [lib["num_threads"] for lib in libs]
-        return max(1, min(max(blas, default=1), cpus))
+        return blas_threads()
+    cpus = joblib.cpu_count()
     if n_jobs < 0:
         return max(1, cpus + 1 + n_jobs)
     return int(n_jobs)

@@ -435,15 +435,24 @@ class BaseDetector(OutlierContractMixin, BaseEstimator):
             tensor_to_numpy(X),
             dtype=[np.float64, np.float32],
             ensure_min_samples=1,
+            ensure_all_finite=False,  # checked with the range, in one pass
             reset=reset,
         )
-        return check_feature_range(X, promote_tiny=self._promote_tiny_float32)
+        return check_feature_range(
+            X, promote_tiny=self._promote_tiny_float32, estimator=self
+        )
 
     def _validate_score_input(self, X):
         X = validate_data(
-            self, tensor_to_numpy(X), dtype=[np.float64, np.float32], reset=False
+            self,
+            tensor_to_numpy(X),
+            dtype=[np.float64, np.float32],
+            ensure_all_finite=False,  # checked with the range, in one pass
+            reset=False,
         )
-        return check_feature_range(X, promote_tiny=self._promote_tiny_float32)
+        return check_feature_range(
+            X, promote_tiny=self._promote_tiny_float32, estimator=self
+        )
 
     # -- the contract -----------------------------------------------------
     # Nested validation stays on: composites fit clones of user estimators.

@@ -56,7 +56,7 @@ def _in_sample_distances(model: GaussianModel, X, residual):
         and residual.shape == X.shape
     ):
         Z = whiten(residual, model.prepared(model.dtype))
-        D = np.einsum("ij,ij->i", Z, Z)[:, None].astype(np.float64)
+        D = _rowsq(Z)[:, None].astype(np.float64)
         if np.all(np.isfinite(D)):
             return D
     return squared_distances(model, X)[0]

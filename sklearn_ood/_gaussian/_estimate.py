@@ -10,6 +10,7 @@ and whitens in float64.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from sklearn.covariance import shrunk_covariance
 
 from ..stats._moments import Moments, ledoit_wolf_shrinkage_from_moments, safe_unit
 from ..utils._chunking import _chunk_rows
+from ..utils._row_blocks import map_row_blocks, row_blocks
 from ..utils._threads import single_blas_thread
 from ._model import (
     FLOAT32_MIN_EIGENVALUE_RATIO,
@@ -285,7 +287,12 @@ def gaussian_from_scatter(
 def class_means(X, y_idx, n_classes: int):
     """Mean of each class's rows (float64)."""
     if n_classes == 1:
-        return X.mean(axis=0, dtype=np.float64)[None, :]
+        # Float64 sums of fixed row blocks, on threads, added in block order.
+        sums = map_row_blocks(
+            lambda rows: np.add.reduce(X[rows], axis=0, dtype=np.float64),
+            row_blocks(*X.shape),
+        )
+        return (np.sum(sums, axis=0) / X.shape[0])[None, :]
     return np.stack(
         [X[y_idx == c].mean(axis=0, dtype=np.float64) for c in range(n_classes)]
     )
@@ -299,6 +306,21 @@ _SAFE_DIAGONAL = {
 }
 
 
+def _centred_block_scatter(b, *, rows, R, centre, labels, unit, fourth):
+    """Centre block ``b`` of ``rows`` into ``R`` (``centre``, or ``centre[labels]``
+    row by row) in ``unit``; the block's scatter and s4, in float64."""
+    Rb = R[b]
+    np.subtract(rows[b], centre if labels is None else centre[labels[b]], out=Rb)
+    if unit != 1.0:
+        Rb *= Rb.dtype.type(1.0 / unit)
+    # NumPy's SYRK: it releases the GIL (utils._row_blocks).
+    G = (Rb.T @ Rb).astype(np.float64)
+    if not fourth:
+        return G, 0.0
+    sq = np.einsum("ij,ij->i", Rb, Rb, dtype=np.float64)
+    return G, float(sq @ sq)
+
+
 def _scatter(X, y_idx, means, per_class: bool, work, unit: float, fourth: bool):
     """Scatter of class-centred rows (float64, in ``unit``), and their s4."""
     n_classes, d = means.shape
@@ -308,28 +330,29 @@ def _scatter(X, y_idx, means, per_class: bool, work, unit: float, fourth: bool):
     centres = means.astype(work)
     for c, mask in groups:
         rows = X if mask is None else X[mask]
-        cls = y_idx if mask is None else None
+        # Rows of the pooled model are centred on their own class's mean.
+        labels = y_idx if mask is None and n_classes > 1 else None
         step = _chunk_rows(rows.shape[0], np.dtype(work).itemsize * (d + 1))
         for start in range(0, rows.shape[0], step):
-            sl = slice(start, start + step)
-            if mask is None and n_classes > 1:
-                R = rows[sl].astype(work, copy=True)
-                R -= centres[cls[sl]]
-            else:
-                R = rows[sl].astype(work, copy=False) - centres[c]
-            if unit != 1.0:
-                R *= work(1.0 / unit)
-            G = (R.T @ R).astype(np.float64)
-            if per_class:
-                A[c] += G
-            else:
-                A += G
-            if fourth:
-                sq = np.einsum("ij,ij->i", R, R, dtype=np.float64)
+            chunk = rows[start : start + step]
+            R = np.empty(chunk.shape, dtype=work)
+            block = functools.partial(
+                _centred_block_scatter,
+                rows=chunk,
+                R=R,
+                centre=centres[c] if labels is None else centres,
+                labels=None if labels is None else labels[start : start + step],
+                unit=unit,
+                fourth=fourth,
+            )
+            blocks = row_blocks(*chunk.shape)
+            for G, s4_block in map_row_blocks(block, blocks):
                 if per_class:
-                    s4[c] += float(sq @ sq)
+                    A[c] += G
+                    s4[c] += s4_block
                 else:
-                    s4 += float(sq @ sq)
+                    A += G
+                    s4 += s4_block
     # The residuals of the one-class model in one chunk, for the caller to
     # reuse (the leave-one-out distances of the same rows).
     whole = n_classes == 1 and step >= X.shape[0] and unit == 1.0

@@ -43,7 +43,8 @@ def fit_gaussian(X, y_idx, n_classes: int, spec: GaussianSpec):
 
 def inlier_rows(X, y, labelled: bool):
     """Validated rows of a block without its known outliers, and their labels."""
-    X = check_feature_range(check_array(X, dtype=[np.float64, np.float32]))
+    X = check_array(X, dtype=[np.float64, np.float32], ensure_all_finite=False)
+    X = check_feature_range(X)  # finiteness too, in the same pass
     y_in, outliers = split_outlier_labels(y, X.shape[0])
     if outliers.any():
         X = X[~outliers]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..utils._blas import gram
 from ..utils._chunking import _chunk_rows
 
 __all__ = [
@@ -151,7 +152,7 @@ def _cell_moments(X, unit):
             peak = max(peak, float(np.max(R)), float(-np.min(R)))
         if unit != 1.0:
             R *= 1.0 / unit
-        A += R.T @ R
+        A += gram(R)
         sq = np.einsum("ij,ij->i", R, R)
         t3 += sq @ R
         s4 += float(sq @ sq)

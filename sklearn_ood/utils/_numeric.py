@@ -15,6 +15,7 @@ square in float32 (all features below about 6e-16) is promoted as well
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils import assert_all_finite
 
 __all__ = ["check_feature_range", "fits_float32", "max_safe_abs", "min_safe_abs"]
 
@@ -49,21 +50,30 @@ def fits_float32(peak: float, n_features: int) -> bool:
     )
 
 
-def check_feature_range(X, name: str = "X", *, promote_tiny: bool = False):
-    """Promote float32 features to float64 when their squares need it; refuse
-    features whose squares overflow float64.
+def check_feature_range(
+    X, name: str = "X", *, promote_tiny: bool = False, estimator=None
+):
+    """Refuse non-finite features; promote float32 features to float64 when
+    their squares need it; refuse features whose squares overflow float64.
+
+    The largest and smallest values, read once, decide all three, so callers
+    validate with scikit-learn's finiteness check switched off
+    (``ensure_all_finite=False``) and save its extra pass over the data; a NaN
+    or an infinity raises scikit-learn's own error and message.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features), float32 or float64
-        Validated, finite features.
+        Validated features.
     name : str, default="X"
-        Name used in the error message.
+        Name used in the error messages.
     promote_tiny : bool, default=False
         Also promote float32 features too small to square in float32
         (:func:`fits_float32`): for computations that rank by float32 dot
         products (the kNN search). Detectors that rescale by a power of two
         (the Gaussian moments) leave them in float32.
+    estimator : estimator instance, default=None
+        Named in the error for non-finite values, as scikit-learn does.
 
     Returns
     -------
@@ -74,7 +84,14 @@ def check_feature_range(X, name: str = "X", *, promote_tiny: bool = False):
     """
     if X.size == 0:
         return X
-    peak = float(max(np.max(X), -np.min(X)))  # no |X| temporary: two reads
+    hi, lo = float(np.max(X)), float(np.min(X))  # no |X| temporary: two reads
+    if not (np.isfinite(hi) and np.isfinite(lo)):  # max and min propagate NaN
+        assert_all_finite(
+            X,
+            input_name=name,
+            estimator_name=None if estimator is None else type(estimator).__name__,
+        )
+    peak = max(hi, -lo)
     d = X.shape[1] if X.ndim == 2 else 1
     if peak > max_safe_abs(np.float64, d):
         raise ValueError(

@@ -44,6 +44,7 @@ __all__ = [
     "adaptive_threads",
     "available_cpus",
     "blas_controller",
+    "blas_threads",
     "online_cpus",
     "runnable_elsewhere",
     "single_blas_thread",
@@ -163,6 +164,20 @@ def blas_controller() -> ThreadpoolController:
         if not _CONTROLLER:
             _CONTROLLER.append(ThreadpoolController())  # ~1 ms: created once
         return _CONTROLLER[0]
+
+
+def blas_threads() -> int:
+    """BLAS's own thread count (the largest of the loaded libraries'), at most the CPUs
+    (``joblib.cpu_count``).
+
+    ``threadpoolctl`` limits a caller sets apply, so a caller that runs its own
+    threads with single-threaded BLAS inside uses no more than this.
+    """
+    import joblib  # its count honours cgroup CPU quotas (containers)
+
+    libs = blas_controller().select(user_api="blas").info()
+    count = max((lib["num_threads"] for lib in libs), default=1)
+    return max(1, min(count, joblib.cpu_count()))
 
 
 @contextlib.contextmanager
