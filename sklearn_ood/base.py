@@ -429,6 +429,10 @@ class BaseDetector(OutlierContractMixin, BaseEstimator):
     _promote_tiny_float32 = False
 
     # -- input validation -------------------------------------------------
+    # Finiteness is checked by check_feature_range with the range, in the same
+    # pass (validate_data's own pass is off), so input that has both a NaN and
+    # the wrong number of features gets the feature-count error first
+    # (scikit-learn's validate_data reports the NaN first).
     def _validate_fit_input(self, X, reset=True):
         X = validate_data(
             self,

@@ -308,13 +308,14 @@ _SAFE_DIAGONAL = {
 
 def _centred_block_scatter(b, *, rows, R, centre, labels, unit, fourth):
     """Centre block ``b`` of ``rows`` into ``R`` (``centre``, or ``centre[labels]``
-    row by row) in ``unit``; the block's scatter and s4, in float64."""
+    row by row) in ``unit``; the block's scatter (in ``R``'s precision) and s4."""
     Rb = R[b]
     np.subtract(rows[b], centre if labels is None else centre[labels[b]], out=Rb)
     if unit != 1.0:
         Rb *= Rb.dtype.type(1.0 / unit)
-    # NumPy's SYRK: it releases the GIL (utils._row_blocks).
-    G = (Rb.T @ Rb).astype(np.float64)
+    # NumPy's SYRK: it releases the GIL (utils._row_blocks). Added to the
+    # float64 total by the caller (a float32 block result takes half the memory).
+    G = Rb.T @ Rb
     if not fourth:
         return G, 0.0
     sq = np.einsum("ij,ij->i", Rb, Rb, dtype=np.float64)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..utils._blas import gram
 from ..utils._chunking import _chunk_rows
 
 __all__ = [
@@ -152,7 +151,7 @@ def _cell_moments(X, unit):
             peak = max(peak, float(np.max(R)), float(-np.min(R)))
         if unit != 1.0:
             R *= 1.0 / unit
-        A += gram(R)
+        A += R.T @ R  # NumPy's SYRK releases the GIL (Dask runs tasks on threads)
         sq = np.einsum("ij,ij->i", R, R)
         t3 += sq @ R
         s4 += float(sq @ sq)
@@ -279,5 +278,8 @@ def ledoit_wolf_shrinkage_from_moments(n: float, scatter, s4: float) -> float:
     delta_ = np.sum(scatter**2) / n**2
     beta = (s4 / n - delta_) / (d * n)
     delta = (delta_ - 2.0 * mu * emp_cov_trace.sum() + d * mu**2) / d
-    beta = min(beta, delta)
-    return 0.0 if beta == 0 else float(beta / delta)
+    # beta >= 0 in exact arithmetic (Jensen: mean |e|^4 >= |mean e e'|_F^2);
+    # rounding can leave it a few ulps below 0 (a 2-row class gave -8.9e-17,
+    # which scikit-learn's shrunk_covariance refuses).
+    beta = min(max(beta, 0.0), delta)
+    return 0.0 if beta <= 0 else float(beta / delta)
