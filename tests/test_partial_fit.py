@@ -19,6 +19,7 @@ from sklearn.covariance import (
 )
 
 from sklearn_ood import MahalanobisDetector
+from sklearn_ood.base import CalibrationWarning
 from sklearn_ood.stats._moments import (
     Moments,
     ledoit_wolf_shrinkage_from_moments,
@@ -107,6 +108,27 @@ def test_merged_moments_equal_direct_computation():
         _, _, A, _, _ = _direct(X[(fold != 1) & (cls == c)])
         got = _unscaled(pooled, c)[2]
         assert_allclose(got, A, rtol=1e-9, atol=1e-9 * np.abs(A).max())
+
+
+def test_merging_an_empty_cell_far_from_the_mean_is_neutral():
+    # An empty cell's mean is arbitrary (0 here); merged with a cell of rows at
+    # 1e120 the shift overflowed and 0 * inf made the moments NaN (a tied
+    # Ledoit-Wolf fit with one row per class then died in scikit-learn).
+    X = np.random.RandomState(5).normal(size=(3, 4)) * 1e120
+    full = moments_of_rows(X, np.zeros(3, dtype=int), 1)
+    with np.errstate(all="raise"):
+        merged = merge_moments(Moments.empty((1,), 4), full)
+        merged_back = merge_moments(full, Moments.empty((1,), 4))
+    for m in (merged, merged_back):  # the same unit: compare in it
+        assert m.count[0] == 3 and m.unit == full.unit
+        assert_array_equal(m.mean, full.mean)
+        for got, expected in [(m.scatter, full.scatter), (m.t3, full.t3)]:
+            assert_array_equal(got, expected)
+        assert_array_equal(m.s4, full.s4)
+    det = MahalanobisDetector(mode="tied", covariance="ledoit_wolf")
+    with pytest.warns(CalibrationWarning):  # 3 calibration scores
+        det.fit(X, [0, 1, 2])
+    assert np.all(np.isfinite(det.calibration_scores_))
 
 
 @pytest.mark.parametrize("scale", [2.0**600, 2.0**-600, 2.0**100])

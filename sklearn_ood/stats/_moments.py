@@ -208,7 +208,9 @@ def _recentre(m: Moments, new_mean):
     ``s4 + 4 d'Ad + n |d|^4 - 4 t3.d + 2 |d|^2 tr(A)``.
     """
     n = m.count.astype(np.float64)
-    d = (new_mean - m.mean) * (1.0 / m.unit)
+    # An empty cell has no moments to move: a zero shift keeps it neutral (its
+    # mean is arbitrary, and 0 * inf is NaN when the shift overflows).
+    d = np.where((n > 0)[..., None], (new_mean - m.mean) * (1.0 / m.unit), 0.0)
     A = m.scatter
     tr = np.trace(A, axis1=-2, axis2=-1)
     Ad = np.matmul(A, d[..., None])[..., 0]
