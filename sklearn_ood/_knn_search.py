@@ -50,7 +50,9 @@ diagonal are computed (:func:`_leave_one_out_symmetric`).
 *Threads.* Tiles of different queries are independent: the NumPy engine runs
 them on ``n_threads`` Python threads (NumPy releases the GIL in the product
 and the reductions) with BLAS limited to one thread inside the search (as
-scikit-learn's KMeans does); few queries split the references instead. The
+scikit-learn's KMeans does; ``utils._threads.threaded_map``, in order when
+called outside the main thread, where that limit cannot be set); few queries
+split the references instead. The
 torch engine (``_knn_torch.py``) chooses neighbours the same way with torch
 operations (any device) and hands the choice to :func:`exact_distances`;
 ``_knn_faiss.py`` lets a faiss index choose.
@@ -61,7 +63,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,7 @@ from sklearn import get_config
 from .utils._chunking import _chunk_rows
 from .utils._numeric import fits_float32
 from .utils._tensors import is_tensor
-from .utils._threads import blas_threads, single_blas_thread
+from .utils._threads import blas_threads, threaded_map
 
 __all__ = [
     "KNNIndex",
@@ -575,11 +576,8 @@ def _search_numpy(index, source, k, r0, r1, n_threads):
         (i0, i1), (a, z) = item
         return _search_tiles(index, source, k, i0, i1, a, z, width, buffers)
 
-    if n_threads > 1 and len(items) > 1:
-        with single_blas_thread(), ThreadPoolExecutor(max_workers=n_threads) as pool:
-            results = list(pool.map(work, items))
-    else:
-        results = [work(item) for item in items]
+    with threaded_map(n_threads if len(items) > 1 else 1) as run:
+        results = list(run(work, items))
     dist = np.empty((n, k))
     ind = np.empty((n, k), dtype=np.intp)
     for j, (i0, i1) in enumerate(blocks):
@@ -724,10 +722,8 @@ def _leave_one_out_symmetric(index, k, n_threads):
         )
 
     seed_v = seed_i = tau = parts = None
-    if n_threads > 1:
-        with single_blas_thread(), ThreadPoolExecutor(max_workers=n_threads) as pool:
-            return phases(pool.map)
-    return phases(map)
+    with threaded_map(n_threads) as run:
+        return phases(run)
 
 
 def _merge_sorted(parts, k):

@@ -130,7 +130,8 @@ class KNNDetector(BaseDetector):
         GPU under ``"auto"``; the leave-one-out pass of ``fit`` included).
     n_jobs : int, default=None
         Threads of the NumPy search. ``None``: as many as BLAS uses (all cores
-        unless limited, e.g. with ``threadpoolctl``); ``-1``: all CPUs.
+        unless limited, e.g. with ``threadpoolctl``); ``-1``: all CPUs. Called
+        from a thread other than the main one, the search runs on that thread.
 
     Attributes
     ----------

@@ -212,10 +212,16 @@ def test_tiling_and_threads_do_not_change_results(data, monkeypatch, metric):
     monkeypatch.setattr(_knn_search, "_TILE_ROWS", 1)
     monkeypatch.setattr(_knn_search, "_TILE_BYTES", 64)
     monkeypatch.setattr(_knn_search, "_GROUP", 4)
-    for n_jobs in (1, 2):
-        small = KNNDetector(
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fit(n_jobs):
+        return KNNDetector(
             n_neighbors=3, metric=metric, contamination=0.2, n_jobs=n_jobs
         ).fit(X)
+
+    with ThreadPoolExecutor(1) as pool:  # a caller's thread: tiles in order
+        from_a_thread = pool.submit(fit, 2).result()
+    for small in (fit(1), fit(2), from_a_thread):
         # float64 data without near-ties: the same neighbours are chosen and
         # their distances recomputed identically.
         np.testing.assert_array_equal(small.score_samples(T), scores)

@@ -56,8 +56,8 @@ def check_feature_range(
     """Refuse non-finite features; promote float32 features to float64 when
     their squares need it; refuse features whose squares overflow float64.
 
-    The largest and smallest values, read once, decide all three, so callers
-    validate with scikit-learn's finiteness check switched off
+    The largest and smallest values (two reads, no ``|X|`` copy) decide all
+    three, so callers validate with scikit-learn's finiteness check switched off
     (``ensure_all_finite=False``) and save its extra pass over the data; a NaN
     or an infinity raises scikit-learn's own error and message.
 

@@ -34,12 +34,8 @@ with blocks against 0.272 s with one NumPy SYRK over all rows.
 from __future__ import annotations
 
 import itertools
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
-from ._threads import available_cpus, blas_threads, single_blas_thread
+from ._threads import available_cpus, blas_threads, threaded_map
 
 __all__ = ["map_row_blocks", "row_blocks"]
 
@@ -73,26 +69,15 @@ def map_row_blocks(fn, blocks, n_threads: int | None = None) -> list:
     (:func:`~sklearn_ood.utils._threads.blas_threads`: a ``threadpoolctl``
     limit the caller sets applies).
 
-    With more than one thread (and more than one block), the blocks run on a
-    thread pool with BLAS limited to one thread (NumPy releases the GIL in its
-    products and ufuncs); otherwise they run in order on the calling thread,
-    with BLAS's own threads. Outside the main thread (a caller's own thread
-    pool) the BLAS limit cannot be set
-    (:func:`~sklearn_ood.utils._threads.single_blas_thread`), so the blocks run
-    in order there too. The caller's ``np.errstate`` applies in the workers.
+    The blocks run through :func:`~sklearn_ood.utils._threads.threaded_map`:
+    on a thread pool with BLAS limited to one thread (NumPy releases the GIL in
+    its products and ufuncs), the caller's ``np.errstate`` applying in the
+    workers; in order on the calling thread, with BLAS's own threads, for one
+    block, one thread, or outside the main thread.
     """
-    serial = (
-        len(blocks) < 2 or threading.current_thread() is not threading.main_thread()
-    )
-    if not serial and n_threads is None:
-        n_threads = blas_threads()
-    if serial or n_threads < 2:
+    if len(blocks) < 2:
         return [fn(block) for block in blocks]
-    errors, callback = np.geterr(), np.geterrcall()
-
-    def run(block):
-        with np.errstate(call=callback, **errors):
-            return fn(block)
-
-    with single_blas_thread(), ThreadPoolExecutor(min(n_threads, len(blocks))) as pool:
-        return list(pool.map(run, blocks))
+    if n_threads is None:
+        n_threads = blas_threads()
+    with threaded_map(min(n_threads, len(blocks))) as run:
+        return list(run(fn, blocks))

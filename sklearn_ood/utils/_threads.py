@@ -36,7 +36,9 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 from threadpoolctl import ThreadpoolController
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "online_cpus",
     "runnable_elsewhere",
     "single_blas_thread",
+    "threaded_map",
 ]
 
 
@@ -260,3 +263,38 @@ def adaptive_threads(mode, get_threads, set_threads) -> Iterator:
     finally:
         if current[0] != previous:
             set_threads(previous)
+
+
+@contextlib.contextmanager
+def threaded_map(n_threads: int):
+    """A ``map`` over up to ``n_threads`` threads, each with single-threaded BLAS.
+
+    For work that NumPy runs without the GIL (products, ufuncs, reductions):
+    the kNN search's tiles, the Gaussian fit's row blocks. Inside the block,
+    BLAS is limited to one thread (:func:`single_blas_thread`) and the
+    caller's ``np.errstate`` (modes and callback) applies in the workers. With
+    one thread, or outside the main thread (a caller's own thread pool, where
+    the BLAS limit cannot be set), it is the builtin ``map``, in order, with
+    BLAS's own threads.
+
+    Examples
+    --------
+    >>> from sklearn_ood.utils._threads import threaded_map
+    >>> with threaded_map(2) as run:
+    ...     list(run(abs, [-1, 2, -3]))
+    [1, 2, 3]
+    """
+    if n_threads < 2 or threading.current_thread() is not threading.main_thread():
+        yield map
+        return
+    errors, callback = np.geterr(), np.geterrcall()
+
+    def run(fn, *iterables):
+        def in_caller_errstate(*args):
+            with np.errstate(call=callback, **errors):
+                return fn(*args)
+
+        return pool.map(in_caller_errstate, *iterables)
+
+    with single_blas_thread(), ThreadPoolExecutor(n_threads) as pool:
+        yield run
